@@ -1,0 +1,156 @@
+/**
+ * Safe file operations on the registry directory. The directory usually lives in /tmp, which every
+ * local user can write to, so nothing here follows a symlink, reads a file it does not own, or deletes
+ * anything but a regular file it read itself and that has not changed since.
+ */
+import { constants, promises as fs, type Stats } from "node:fs";
+import path from "node:path";
+import { RegistrationSchema, describeZodError, nameProblem, type Registration } from "../../shared/registration.js";
+
+/** A registration is a few hundred bytes; anything far larger is not one. */
+export const MAX_REGISTRATION_BYTES = 64 * 1024;
+
+export class RegistryDirError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "RegistryDirError";
+  }
+}
+
+/** Identity of a file version: a rewrite (new inode or new mtime or size) is a different version. */
+export interface FileVersion {
+  ino: number;
+  mtimeMs: number;
+  size: number;
+}
+
+export function versionOf(st: Stats): FileVersion {
+  return { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size };
+}
+
+export function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
+}
+
+const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+
+/**
+ * Creates the directory (0700) if it is missing. Refuses a directory that is a symlink or that another
+ * user owns: whoever owns it decides which coding agents we would drive.
+ */
+export async function ensureRegistryDir(dir: string): Promise<void> {
+  if (!path.isAbsolute(dir)) throw new RegistryDirError(`RELAY_REGISTRY_DIR must be an absolute path, got "${dir}"`);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await fs.lstat(dir);
+  if (st.isSymbolicLink()) throw new RegistryDirError(`registry directory ${dir} is a symlink; point RELAY_REGISTRY_DIR at a real directory`);
+  if (!st.isDirectory()) throw new RegistryDirError(`registry path ${dir} is not a directory`);
+  if (uid !== undefined && uid !== 0 && st.uid !== uid) {
+    throw new RegistryDirError(`registry directory ${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}); remove it or set RELAY_REGISTRY_DIR to a directory you own`);
+  }
+}
+
+export type ReadResult =
+  | { ok: true; registration: Registration; version: FileVersion; ownerUid: number }
+  | { ok: false; problem: string; /** May resolve itself: the file could still be being written. */ transient: boolean; version?: FileVersion };
+
+/** The instance name a registry file name stands for, or undefined for files that are not registrations. */
+export function nameFromFile(file: string): string | undefined {
+  if (!file.endsWith(".json") || file.startsWith(".")) return undefined;
+  return file.slice(0, -".json".length);
+}
+
+/** Reads and validates one registration file by its base name. Never throws for bad content. */
+export async function readRegistration(dir: string, file: string): Promise<ReadResult> {
+  const stem = nameFromFile(file);
+  if (stem === undefined) return { ok: false, problem: "not a .json registration file", transient: false };
+  const problem = nameProblem(stem);
+  if (problem) return { ok: false, problem: `invalid file name: ${problem}`, transient: false };
+  const full = path.join(dir, file);
+  let handle: fs.FileHandle;
+  try {
+    // O_NOFOLLOW: a symlink fails to open (ELOOP) instead of leading us out of the directory.
+    // O_NONBLOCK: a FIFO planted under a .json name cannot block the open.
+    handle = await fs.open(full, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") return { ok: false, problem: "is a symlink; registrations must be regular files", transient: false };
+    if (code === "ENOENT") return { ok: false, problem: "disappeared", transient: true };
+    return { ok: false, problem: `cannot be opened (${code ?? String(err)})`, transient: false };
+  }
+  try {
+    const st = await handle.stat();
+    const version = versionOf(st);
+    if (!st.isFile()) return { ok: false, problem: "is not a regular file", transient: false, version };
+    if (uid !== undefined && uid !== 0 && st.uid !== uid) {
+      return { ok: false, problem: `belongs to uid ${st.uid}, not to this user`, transient: false, version };
+    }
+    if (st.size > MAX_REGISTRATION_BYTES) return { ok: false, problem: `is larger than ${MAX_REGISTRATION_BYTES} bytes`, transient: false, version };
+    const text = (await handle.readFile()).toString("utf8");
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      // A writer that does not rename atomically (the old launcher's `cat >`) leaves a partial file
+      // for a moment: say so, and let the caller wait for the rest.
+      return { ok: false, problem: `is not valid JSON (${(err as Error).message})`, transient: true, version };
+    }
+    const parsed = RegistrationSchema.safeParse(json);
+    if (!parsed.success) return { ok: false, problem: describeZodError(parsed.error), transient: text.trim() === "", version };
+    if (parsed.data.name !== stem) {
+      return { ok: false, problem: `its name "${parsed.data.name}" does not match the file name; name the file ${parsed.data.name}.json`, transient: false, version };
+    }
+    return { ok: true, registration: parsed.data, version, ownerUid: st.uid };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Why the registration's socket may not be used, or undefined when it may. A registration may only
+ * point at a socket its own owner owns: otherwise one user could route our calls into another user's
+ * tunnel by writing a file.
+ */
+export async function socketProblem(socketPath: string, ownerUid: number): Promise<string | undefined> {
+  let st: Stats;
+  try {
+    st = await fs.lstat(socketPath);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? undefined : `socket ${socketPath} cannot be inspected (${code})`; // missing: health says offline
+  }
+  if (!st.isSocket()) return `socket ${socketPath} is not a Unix socket`;
+  if (st.uid !== ownerUid && st.uid !== 0) return `socket ${socketPath} belongs to uid ${st.uid}, not to the registration's owner (uid ${ownerUid})`;
+  return undefined;
+}
+
+/**
+ * Deletes a registration file, but only if it is still the exact version we read: a launcher that has
+ * just rewritten it (reconnected) must not lose its fresh registration to our stale judgement.
+ * Returns whether the file was removed.
+ */
+export async function removeRegistration(dir: string, file: string, expected: FileVersion): Promise<boolean> {
+  const full = path.join(dir, file);
+  if (path.dirname(full) !== path.resolve(dir)) throw new RegistryDirError(`refusing to remove ${full}: outside ${dir}`);
+  let st: Stats;
+  try {
+    st = await fs.lstat(full);
+  } catch {
+    return false;
+  }
+  if (!st.isFile() || !sameVersion(versionOf(st), expected)) return false;
+  await fs.unlink(full);
+  return true;
+}
+
+/** Removes a socket the registry owns (a dead tunnel's), only if it lies directly in the registry. */
+export async function removeSocketInDir(dir: string, socketPath: string): Promise<boolean> {
+  if (path.dirname(path.resolve(socketPath)) !== path.resolve(dir)) return false;
+  try {
+    const st = await fs.lstat(socketPath);
+    if (!st.isSocket()) return false;
+    await fs.unlink(socketPath);
+    return true;
+  } catch {
+    return false;
+  }
+}

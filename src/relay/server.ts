@@ -1,0 +1,34 @@
+/**
+ * Builds the MCP server: the three tools over one instance directory. Transport-agnostic: the stdio
+ * entry point (and, later, an HTTP one) only connect it.
+ */
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { InstanceDirectory } from "./instances/instance-directory.js";
+import type { Logger } from "../shared/logger.js";
+import { PACKAGE_VERSION } from "../shared/package-info.js";
+import { registerInstancesTool } from "./tools/instances.js";
+import { registerReadTool } from "./tools/read.js";
+import { registerSendTool } from "./tools/send.js";
+import type { ToolDeps } from "./tools/tool-result.js";
+
+export interface RelayServer {
+  server: McpServer;
+  /** Closes the MCP server; the directory belongs to the caller. */
+  cleanup(): Promise<void>;
+}
+
+export function createServer(deps: { directory: InstanceDirectory; sendTimeoutMs: number; logger: Logger }): RelayServer {
+  const server = new McpServer(
+    { name: "opencode-relay", version: PACKAGE_VERSION },
+    {
+      capabilities: { tools: {}, logging: {} },
+      instructions:
+        "Drive the user's OpenCode coding agents on their machines. Call instances to see them, send to prompt one, read to see what it has been doing.",
+    },
+  );
+  const toolDeps: ToolDeps = deps;
+  registerInstancesTool(server, toolDeps);
+  registerSendTool(server, toolDeps);
+  registerReadTool(server, toolDeps);
+  return { server, cleanup: () => server.close() };
+}

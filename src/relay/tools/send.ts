@@ -1,0 +1,142 @@
+/**
+ * `send`: prompt an instance's session and return the reply, streaming text deltas as MCP progress
+ * notifications when the caller sent a progress token. `abort=true` stops the running turn first.
+ */
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { Session } from "@opencode-ai/sdk/v2";
+import { z } from "zod";
+import { pickSession } from "../opencode/sessions.js";
+import { runTurn, type TurnOutcome } from "../opencode/turn.js";
+import { callFailure, resolveTarget } from "./target.js";
+import { errorResult, textResult, type ToolDeps } from "./tool-result.js";
+
+export const sendInputSchema = {
+  instance: z.string().min(1).describe("Instance name, or any unambiguous part of it (see instances)."),
+  message: z.string().optional().describe("The prompt to send. May be omitted with abort=true."),
+  abort: z.boolean().optional().describe("Abort the session's running turn (before sending `message`, if given)."),
+  session: z.string().optional().describe("Session id, id prefix or title. Default: the most recently updated session."),
+  new_session: z.boolean().optional().describe("Start a new session instead of continuing one."),
+  wait: z.boolean().optional().describe("false: return as soon as the prompt is accepted; read the reply later with read. Default true."),
+  agent: z.string().optional().describe("OpenCode agent to use, e.g. build or plan."),
+  model: z.string().optional().describe("Model as provider/model, e.g. anthropic/claude-sonnet-4-5."),
+};
+
+export const sendConfig = {
+  title: "Send a prompt to an OpenCode instance",
+  description:
+    "Send a message to an OpenCode coding agent and return its reply (text streams as progress notifications). Continues the most recently updated session unless `session` or `new_session` says otherwise. Returns at once if the agent stops to ask for a permission or an answer, or fails. abort=true stops a running turn.",
+  inputSchema: sendInputSchema,
+  annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: true },
+};
+
+type SendArgs = { [K in keyof typeof sendInputSchema]: z.infer<(typeof sendInputSchema)[K]> };
+
+function parseModel(model: string | undefined): { providerID: string; modelID: string } | undefined | Error {
+  if (!model) return undefined;
+  const slash = model.indexOf("/");
+  if (slash <= 0 || slash === model.length - 1) return new Error(`model must look like provider/model (e.g. anthropic/claude-sonnet-4-5), got "${model}"`);
+  return { providerID: model.slice(0, slash), modelID: model.slice(slash + 1) };
+}
+
+function outcomeResult(outcome: TurnOutcome, where: string, session: Session, timeoutMs: number): CallToolResult {
+  const structured = (extra: Record<string, unknown>) => ({ session: session.id, sessionTitle: session.title, state: outcome.state, ...extra });
+  switch (outcome.state) {
+    case "done":
+      return textResult(outcome.reply || "(the agent finished without a text reply)", structured({ reply: outcome.reply }));
+    case "submitted":
+      return textResult(`Sent to ${where}, session "${session.title}" (${session.id}). The turn is running; call read to see the reply.`, structured({}));
+    case "error":
+      return {
+        ...errorResult(`The turn on ${where} failed: ${outcome.error}.${outcome.reply ? `\nText before the failure:\n${outcome.reply}` : ""}`),
+        structuredContent: structured({ reply: outcome.reply, error: outcome.error }),
+      };
+    case "aborted":
+      return textResult(`The turn on ${where} was aborted.${outcome.reply ? `\nText before the abort:\n${outcome.reply}` : ""}`, structured({ reply: outcome.reply }));
+    case "waiting":
+      return textResult(
+        `The agent on ${where} is waiting for ${outcome.waiting}. Someone must answer it in OpenCode there; the turn continues after that.${outcome.reply ? `\nText so far:\n${outcome.reply}` : ""}`,
+        structured({ reply: outcome.reply, waiting: outcome.waiting }),
+      );
+    case "timeout":
+      return textResult(
+        `No end of turn within ${Math.round(timeoutMs / 1000)} s; the turn on ${where} is still running. Call read later for the rest.${outcome.reply ? `\nText so far:\n${outcome.reply}` : ""}`,
+        structured({ reply: outcome.reply }),
+      );
+  }
+}
+
+export function registerSendTool(server: McpServer, deps: ToolDeps): void {
+  server.registerTool("send", sendConfig, async (args: SendArgs, extra): Promise<CallToolResult> => {
+    const message = args.message?.trim() ? args.message : undefined;
+    if (!message && !args.abort) return errorResult("Nothing to do: give a message to send, or abort=true to stop the running turn.");
+    const model = parseModel(args.model);
+    if (model instanceof Error) return errorResult(`${model.message}.`);
+    if (args.new_session && args.session) return errorResult("Give either session or new_session, not both.");
+
+    const target = await resolveTarget(deps, args.instance);
+    if (!target.ok) return target.result;
+    const { instance, name } = target;
+    const client = instance.client;
+    const log = deps.logger.child({ tool: "send", instance: name });
+    try {
+      const signal = AbortSignal.timeout(deps.sendTimeoutMs);
+      const [picked, status] = await Promise.all([
+        args.new_session ? Promise.resolve({ ok: true as const, session: undefined }) : pickSession(client, args.session, signal),
+        client.session.status(undefined, { signal }),
+      ]);
+      if (!picked.ok) return errorResult(picked.message);
+      let session: Session | undefined = picked.session;
+      const busy = session ? (status.data?.[session.id]?.type ?? "idle") !== "idle" : false;
+
+      if (args.abort) {
+        if (!session || !busy) {
+          if (!message) return textResult(`Nothing to abort on ${name}: ${session ? `session "${session.title}" is idle` : "it has no sessions"}.`, { state: "idle" });
+        } else {
+          await client.session.abort({ sessionID: session.id }, { signal });
+          log.info("aborted turn", { session: session.id });
+          if (!message) return textResult(`Aborted the running turn on ${name}, session "${session.title}" (${session.id}).`, { session: session.id, state: "aborted" });
+        }
+      } else if (busy && session) {
+        return errorResult(
+          `${name} is busy: session "${session.title}" (${session.id}) is running a turn. Call read to follow it, send with abort=true to stop it, or new_session=true to work in parallel.`,
+        );
+      }
+      if (!session) {
+        // The client throws on HTTP errors (throwOnError), so data is always there.
+        session = (await client.session.create({}, { signal })).data as Session;
+        log.info("created session", { session: session.id });
+      }
+
+      const progressToken = extra._meta?.progressToken;
+      let count = 0;
+      const onDelta =
+        progressToken === undefined
+          ? undefined
+          : (delta: string) => {
+              count += 1;
+              void extra
+                .sendNotification({ method: "notifications/progress", params: { progressToken, progress: count, message: delta } })
+                .catch((err: unknown) => log.debug("progress notification failed", { err }));
+            };
+      const outcome = await runTurn({
+        client,
+        sessionID: session.id,
+        text: message!,
+        ...(args.agent ? { agent: args.agent } : {}),
+        ...(model ? { model } : {}),
+        timeoutMs: deps.sendTimeoutMs,
+        wait: args.wait ?? true,
+        signal: extra.signal,
+        ...(onDelta ? { onDelta } : {}),
+        logger: log,
+      });
+      deps.directory.recordCallSuccess(instance.endpoint.key);
+      log.info("turn ended", { session: session.id, state: outcome.state });
+      return outcomeResult(outcome, name, session, deps.sendTimeoutMs);
+    } catch (err) {
+      log.warn("send failed", { err });
+      return callFailure(deps, target, err, "send the prompt");
+    }
+  });
+}
