@@ -13,6 +13,8 @@ export interface RelayClient {
   client: Client;
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
+  /** Protocol errors the client saw, e.g. a line on stdout that is not JSON-RPC. */
+  protocolErrors: Error[];
   call(name: string, args?: Record<string, unknown>, onProgress?: (message: string) => void): Promise<CallToolResult & { text: string }>;
   close(): Promise<void>;
 }
@@ -27,9 +29,12 @@ export async function startRelay(env: Record<string, string>): Promise<RelayClie
   let stderr = "";
   transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
   const client = new Client({ name: "relay-test", version: "1.0.0" });
+  const protocolErrors: Error[] = [];
+  client.onerror = (err) => protocolErrors.push(err);
   await client.connect(transport);
   return {
     client,
+    protocolErrors,
     stderr: () => stderr,
     async call(name, args = {}, onProgress) {
       const result = (await client.callTool(
