@@ -29,7 +29,7 @@ export function parseEnv<S extends z.ZodTypeAny>(schema: S, env: NodeJS.ProcessE
   const result = schema.safeParse(cleaned);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const name = issue.path.join(".") || "environment";
+  const name = issue.path.length ? String(issue.path[0]) : "environment";
   const value = issue.path.length ? cleaned[String(issue.path[0])] : undefined;
   throw new ConfigError(`${name}${value !== undefined ? `="${value}"` : ""}: ${issue.message}`);
 }

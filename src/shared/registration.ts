@@ -16,7 +16,6 @@ export function nameProblem(name: string): string | undefined {
   if (name.length === 0) return "the name is empty";
   if (name.length > MAX_NAME_LENGTH) return `the name is longer than ${MAX_NAME_LENGTH} characters`;
   if (/[/\\]/.test(name)) return "the name contains a path separator";
-  // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(name)) return "the name contains a control character";
   if (name.startsWith(".")) return "the name starts with a dot";
   return undefined;

@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import { chownSync, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { afterEach, beforeEach, describe, test } from "node:test";
+import { createLogger } from "../../../src/shared/logger.js";
+import { LocalRelayTransport } from "../../../src/relay/transports/local-relay.js";
+import type { TransportEvent } from "../../../src/relay/transports/transport.js";
+import { tempDir } from "../../support/temp.js";
+import { waitFor } from "../../support/wait.js";
+
+function registration(name: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ name, hostname: "laptop", port: 10042, localPort: 4823, cwd: "/home/u/p", connectedAt: "2026-03-14T10:30:00Z", ...extra });
+}
+
+describe("local-relay transport", () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let dir: string;
+  let transport: LocalRelayTransport;
+  let events: TransportEvent[];
+  let log: string;
+
+  beforeEach(async () => {
+    tmp = tempDir("ocr-registry-");
+    dir = path.join(tmp.path, "registry");
+    events = [];
+    log = "";
+    const stream = new Writable({ write: (c, _e, cb) => ((log += c.toString()), cb()) });
+    transport = new LocalRelayTransport({ dir, rescanIntervalMs: 60_000, settleMs: 100, logger: createLogger({ stream, level: "debug" }) });
+    transport.subscribe((e) => events.push(e));
+    await transport.start();
+  });
+
+  afterEach(async () => {
+    await transport.close();
+    tmp.remove();
+  });
+
+  test("creates a missing registry directory with mode 0700", async () => {
+    const { statSync } = await import("node:fs");
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+  });
+
+  test("reads the old tool's exact format, and follows a file appearing, changing and disappearing", async () => {
+    const file = path.join(dir, "laptop-myproject.json");
+    writeFileSync(file, registration("laptop-myproject"));
+    await waitFor(() => transport.list().length === 1, { what: "the registration to load" });
+    const e = transport.list()[0]!;
+    assert.equal(e.key, "local-relay:laptop-myproject");
+    assert.equal(e.baseUrl, "http://127.0.0.1:10042");
+    writeFileSync(file, registration("laptop-myproject", { port: 10043 }));
+    await waitFor(() => transport.list()[0]?.baseUrl === "http://127.0.0.1:10043", { what: "the change to load" });
+    rmSync(file);
+    await waitFor(() => transport.list().length === 0, { what: "the removal" });
+    assert.deepEqual(events.map((x) => x.type), ["upsert", "upsert", "remove"]);
+  });
+
+  test("a half-written file is neither loaded nor reported while it may still be written, then loads", async () => {
+    const file = path.join(dir, "slow-writer.json");
+    writeFileSync(file, registration("slow-writer").slice(0, 20));
+    writeFileSync(file, registration("slow-writer"));
+    await waitFor(() => transport.list().length === 1, { what: "the completed file" });
+    assert.doesNotMatch(log, /ignoring registry file/, "nothing reported for a file that completed");
+  });
+
+  test("a file that stays broken is reported once, and never deleted", async () => {
+    const file = path.join(dir, "broken.json");
+    writeFileSync(file, "{ not json");
+    await waitFor(() => /ignoring registry file.*broken\.json.*not valid JSON/.test(log), { what: "the report" });
+    await transport.rescan();
+    await transport.rescan();
+    assert.equal(log.match(/broken\.json/g)?.length, 1);
+    assert.ok(existsSync(file));
+  });
+
+  test("refuses symlinks, mismatched names, traversal names, foreign sockets; reads nothing outside", async () => {
+    const outside = path.join(tmp.path, "outside.json");
+    writeFileSync(outside, registration("evil"));
+    symlinkSync(outside, path.join(dir, "evil.json"));
+    writeFileSync(path.join(dir, "other.json"), registration("not-other"));
+    writeFileSync(path.join(dir, "trav.json"), registration("../../etc/passwd"));
+    const sock = path.join(tmp.path, "foreign.sock");
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(sock, () => r()));
+    try {
+      chownSync(sock, 4242, 4242); // as root, make it another user's socket
+      writeFileSync(path.join(dir, "hijack.json"), registration("hijack", { port: undefined, socket: sock }));
+      await waitFor(
+        () => ["evil.json.*symlink", "other.json.*does not match", "trav.json.*path separator", "hijack.json.*belongs to uid 4242"].every((re) => new RegExp(re).test(log)),
+        { what: "each refusal reported", timeoutMs: 5_000 },
+      );
+      assert.equal(transport.list().length, 0);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  test("prune deletes only the version it judged, never a rewritten registration", async () => {
+    const file = path.join(dir, "gone.json");
+    writeFileSync(file, registration("gone", { port: 10001 }));
+    await waitFor(() => transport.list().length === 1, { what: "load" });
+    // The launcher reconnects and re-registers while the stale version is being judged dead. Write the
+    // new version without letting the watcher deliver it first: prune must notice the file changed.
+    await transport.close();
+    const tmpFile = path.join(dir, ".gone.json.tmp");
+    writeFileSync(tmpFile, registration("gone", { port: 20000 }));
+    renameSync(tmpFile, file);
+    assert.equal(await transport.prune("local-relay:gone", "test"), false, "a rewritten file is not the one judged dead");
+    assert.ok(existsSync(file));
+  });
+
+  test("prune removes a dead tunnel's socket that lies in the registry", async () => {
+    const sock = path.join(dir, "dead-1.sock");
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(sock, () => r()));
+    await new Promise<void>((r) => server.close(() => r()));
+    // net.Server removes its socket on close; recreate a stale one the way sshd leaves it.
+    const stale = net.createServer();
+    await new Promise<void>((r) => stale.listen(sock, () => r()));
+    try {
+      writeFileSync(path.join(dir, "dead.json"), registration("dead", { port: undefined, socket: sock }));
+      await waitFor(() => transport.list().length === 1, { what: "load" });
+      assert.equal(await transport.prune("local-relay:dead", "test"), true);
+      assert.ok(!existsSync(sock), "the socket in the registry went with its registration");
+    } finally {
+      stale.close();
+    }
+  });
+
+  test("a wiped registry directory is recreated and watched again", async () => {
+    writeFileSync(path.join(dir, "a.json"), registration("a"));
+    await waitFor(() => transport.list().length === 1, { what: "load" });
+    rmSync(dir, { recursive: true });
+    await transport.rescan();
+    assert.equal(transport.list().length, 0);
+    assert.ok(existsSync(dir));
+    writeFileSync(path.join(dir, "b.json"), registration("b"));
+    await waitFor(() => transport.list().map((e) => e.name).join() === "b", { what: "the new file in the recreated directory" });
+  });
+
+  test("refuses a registry directory that is a symlink", async () => {
+    const real = path.join(tmp.path, "real");
+    mkdirSync(real);
+    const link = path.join(tmp.path, "link");
+    symlinkSync(real, link);
+    const t = new LocalRelayTransport({ dir: link, rescanIntervalMs: 60_000 });
+    await assert.rejects(t.start(), /is a symlink/);
+    await t.close();
+  });
+});
