@@ -156,7 +156,9 @@ export class InstanceDirectory {
     if (kind === "refused" || kind === "timeout") this.health.recordFailure(key, kind, describeFailure(kind, err));
   }
 
-  recordCallSuccess(key: string): void {
+  /** A successful call; `busy`, when the call knows it, refreshes the cached busy/idle at once. */
+  recordCallSuccess(key: string, busy?: boolean): void {
     this.health.recordSuccess(key);
+    if (busy !== undefined) this.health.get(key).busy = busy;
   }
 }

@@ -47,7 +47,7 @@ export function registerReadTool(server: McpServer, deps: ToolDeps): void {
         client.permission.list(undefined, { signal }),
         client.question.list(undefined, { signal }).catch(() => ({ data: [] })),
       ]);
-      deps.directory.recordCallSuccess(instance.endpoint.key);
+      deps.directory.recordCallSuccess(instance.endpoint.key, Object.values(status.data ?? {}).some((st) => st.type !== "idle"));
       const list = messages.data ?? [];
       const state = status.data?.[session.id]?.type ?? "idle";
       const pending = formatPending(

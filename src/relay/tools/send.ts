@@ -131,7 +131,8 @@ export function registerSendTool(server: McpServer, deps: ToolDeps): void {
         ...(onDelta ? { onDelta } : {}),
         logger: log,
       });
-      deps.directory.recordCallSuccess(instance.endpoint.key);
+      const stillRunning = outcome.state === "submitted" || outcome.state === "waiting" || outcome.state === "timeout";
+      deps.directory.recordCallSuccess(instance.endpoint.key, stillRunning);
       log.info("turn ended", { session: session.id, state: outcome.state });
       return outcomeResult(outcome, name, session, deps.sendTimeoutMs);
     } catch (err) {
