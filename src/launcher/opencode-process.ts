@@ -1,0 +1,56 @@
+/**
+ * The opencode child: the TUI in the user's terminal (stdio inherited, untouched) or `opencode serve`,
+ * always with `--port` so its HTTP API is up, and a readiness wait on that API with a deadline.
+ */
+import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+
+export interface OpencodeChild {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function spawnOpencode(opts: {
+  bin: string;
+  port: number;
+  serve: boolean;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  spawn?: (cmd: string, args: string[], o: SpawnOptions) => ChildProcess;
+}): OpencodeChild {
+  const args = opts.serve
+    ? ["serve", "--port", String(opts.port), "--hostname", "127.0.0.1", ...opts.args]
+    : ["--port", String(opts.port), "--hostname", "127.0.0.1", ...opts.args];
+  const child = (opts.spawn ?? nodeSpawn)(opts.bin, args, { stdio: opts.serve ? ["ignore", "ignore", "ignore"] : "inherit", env: opts.env, cwd: opts.cwd });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("error", () => resolve({ code: 127, signal: null }));
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, exited };
+}
+
+export type Readiness = { state: "healthy"; version: string } | { state: "exited"; code: number | null } | { state: "timeout" };
+
+/** Polls `GET /global/health` on the local port until opencode answers as itself, exits, or time runs out. */
+export async function waitForOpencode(port: number, authHeader: string, exited: OpencodeChild["exited"], timeoutMs: number): Promise<Readiness> {
+  const deadline = Date.now() + timeoutMs;
+  let gone: { code: number | null } | undefined;
+  void exited.then((e) => (gone = e));
+  while (Date.now() < deadline) {
+    if (gone) return { state: "exited", code: gone.code };
+    try {
+      // Bounded: a connection made while opencode is still starting can hang.
+      const res = await fetch(`http://127.0.0.1:${port}/global/health`, { headers: { authorization: authHeader }, signal: AbortSignal.timeout(1_000) });
+      if (res.ok && (res.headers.get("content-type") ?? "").includes("json")) {
+        const body = (await res.json()) as { healthy?: boolean; version?: string };
+        if (body.healthy) return { state: "healthy", version: body.version ?? "unknown" };
+      } else {
+        await res.body?.cancel();
+      }
+    } catch {
+      /* not up yet */
+    }
+    await Promise.race([new Promise((r) => setTimeout(r, 100)), exited]);
+  }
+  return { state: "timeout" };
+}
