@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { TUNNEL_BACKOFF, classifySshFailure } from "../../src/launcher/tunnel.js";
+import { backoffDelay } from "../../src/shared/retry.js";
+
+test("failures that retrying cannot fix are fatal, with a line saying what to fix", () => {
+  const cases: Array<[string, number | null, RegExp]> = [
+    ["user@127.0.0.1: Permission denied (publickey).", 255, /authentication.*RELAY_SSH_CMD/],
+    ["Host key verification failed.", 255, /host key is not trusted/],
+    ["ssh: Could not resolve hostname relay.example: Name or service not known", 255, /check the host/],
+    ["Error: remote port forwarding failed for listen path /tmp/x.sock", 255, /refused the reverse forward.*RELAY_FORWARD=tcp/],
+    ["gcloud: command not found", 127, /not found/],
+  ];
+  for (const [stderr, code, re] of cases) {
+    const f = classifySshFailure(stderr, code, "");
+    assert.equal(f.fatal, true, stderr);
+    assert.match(f.message, re);
+  }
+  assert.equal(classifySshFailure("", 3, "error: the registry directory /x is not writable\n").fatal, true);
+});
+
+test("network trouble is not fatal; a taken name is recognised", () => {
+  assert.equal(classifySshFailure("ssh: connect to host 127.0.0.1 port 2222: Connection refused", 255, "").fatal, false);
+  assert.equal(classifySshFailure("Connection to 127.0.0.1 closed by remote host.", 255, "ready\n").fatal, false);
+  assert.equal(classifySshFailure("", 4, "taken\n").nameTaken, true);
+});
+
+test("backoff: 0.5 s first, doubling with ±20% jitter, capped at 30 s", () => {
+  assert.equal(backoffDelay(TUNNEL_BACKOFF, 0, () => 0.5), 500);
+  assert.equal(backoffDelay(TUNNEL_BACKOFF, 1, () => 0.5), 1000);
+  assert.equal(backoffDelay(TUNNEL_BACKOFF, 0, () => 0), 400);
+  assert.equal(backoffDelay(TUNNEL_BACKOFF, 0, () => 1), 600);
+  assert.equal(backoffDelay(TUNNEL_BACKOFF, 20, () => 0.5), 30_000);
+  assert.ok(backoffDelay(TUNNEL_BACKOFF, 20, () => 1) <= 36_000);
+});
