@@ -1,7 +1,8 @@
 /**
  * The relay half of a tunnel: a small POSIX-sh script that the launcher's one SSH connection runs on the
  * relay (no Node or curl needed there). It
- *   - refuses a name another live launcher holds ("taken"), unless the file is this launcher run's own;
+ *   - refuses a name another live launcher holds ("taken"), unless the file is this launcher run's own,
+ *     in which case it removes the socket that run's killed earlier connection left behind;
  *   - waits for the forwarded socket to exist (socket mode), then says "ready";
  *   - writes every registration line it reads on stdin atomically (umask 077, temp file + rename) and
  *     answers "ok" — heartbeats are just more lines;
@@ -21,9 +22,12 @@ tmp="$dir/.$name.$nonce.tmp"
 fail() { echo "error: $1"; exit "$2"; }
 mkdir -p "$dir" 2>/dev/null || fail "cannot create the registry directory $dir" 3
 [ -w "$dir" ] || fail "the registry directory $dir is not writable" 3
-if [ -f "$file" ] && ! grep -q "\\"id\\":\\"$id\\"" "$file" 2>/dev/null; then
+if [ -f "$file" ]; then
   other=$(sed -n "s/.*\\"socket\\":\\"\\([^\\"]*\\)\\".*/\\1/p" "$file")
-  if { [ -n "$other" ] && [ -S "$other" ]; } || [ -n "$(find "$file" -mmin -1 2>/dev/null)" ]; then
+  if grep -q "\\"id\\":\\"$id\\"" "$file" 2>/dev/null; then
+    # Our own earlier connection, killed before its cleanup could run: its socket is ours to remove.
+    case "$other" in "$dir"/*.sock) [ "$other" != "$sock" ] && rm -f "$other" ;; esac
+  elif { [ -n "$other" ] && [ -S "$other" ]; } || [ -n "$(find "$file" -mmin -1 2>/dev/null)" ]; then
     echo taken; exit 4
   fi
 fi

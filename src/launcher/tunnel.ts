@@ -227,7 +227,7 @@ export class Tunnel extends EventEmitter {
       // ssh prints the allocated port before the session starts, so it is known by "ready".
       if (allocatedPort === undefined) {
         child.kill("SIGTERM");
-        return { ok: false, fatal: false, message: "ssh did not report the allocated remote port" };
+        return { ok: false, fatal: true, message: "ssh did not report the allocated remote port: RELAY_FORWARD=tcp needs ssh to log at INFO (remove LogLevel=ERROR or QUIET from RELAY_SSH_CMD), or use the default socket forward" };
       }
     }
     const connectedAt = new Date(this.#now()).toISOString();

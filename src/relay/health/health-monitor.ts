@@ -55,6 +55,9 @@ export class HealthMonitor {
   readonly #now: () => Date;
   readonly #state = new Map<string, InstanceHealth>();
   readonly #inflight = new Map<string, Promise<void>>();
+  /** Probe slots: HEALTH_CONCURRENCY bounds every probe, swept or triggered. */
+  #free: number;
+  readonly #queue: Array<() => void> = [];
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #closed = false;
@@ -63,6 +66,19 @@ export class HealthMonitor {
     this.#opts = opts;
     this.#log = (opts.logger ?? silentLogger).child({ component: "health" });
     this.#now = opts.now ?? (() => new Date());
+    this.#free = opts.concurrency;
+  }
+
+  async #withSlot<T>(urgent: boolean, fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free -= 1;
+    else await new Promise<void>((resolve) => (urgent ? this.#queue.unshift(resolve) : this.#queue.push(resolve)));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#queue.shift();
+      if (next) next();
+      else this.#free += 1;
+    }
   }
 
   start(): void {
@@ -92,22 +108,24 @@ export class HealthMonitor {
   /** Probes every known instance, at most `concurrency` at once; overlapping sweeps are skipped. */
   sweep(): Promise<void> {
     if (this.#sweeping) return this.#sweeping;
-    const run = async () => {
-      const queue = this.#opts.endpoints().map((e) => e.key);
-      const worker = async () => {
-        for (let key = queue.shift(); key !== undefined && !this.#closed; key = queue.shift()) await this.probe(key);
-      };
-      await Promise.all(Array.from({ length: Math.min(this.#opts.concurrency, queue.length) }, worker));
-    };
-    this.#sweeping = run().finally(() => (this.#sweeping = undefined));
+    const keys = this.#opts.endpoints().map((e) => e.key);
+    this.#sweeping = Promise.all(keys.map((k) => this.probe(k, false))).then(
+      () => undefined,
+      () => undefined,
+    );
+    void this.#sweeping.finally(() => (this.#sweeping = undefined));
     return this.#sweeping;
   }
 
-  /** Probes one instance now; joins a probe of it already under way. */
-  probe(key: string): Promise<void> {
+  /**
+   * Probes one instance; joins a probe of it already under way. `urgent` probes (a registration just
+   * appeared or changed, a tool asks) go ahead of a sweep's queue, so a new instance is checked at once
+   * even while a sweep waits on half-open links.
+   */
+  probe(key: string, urgent = true): Promise<void> {
     const running = this.#inflight.get(key);
     if (running) return running;
-    const p = this.#probe(key).finally(() => this.#inflight.delete(key));
+    const p = this.#withSlot(urgent, () => this.#probe(key)).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, p);
     return p;
   }

@@ -6,12 +6,17 @@
 import { silentLogger, type Logger } from "../../shared/logger.js";
 import { HealthMonitor, type InstanceHealth } from "../health/health-monitor.js";
 import { classifyFailure, createInstanceClient, describeFailure, type OpencodeClient } from "../opencode/client.js";
+import { createHttpAgents } from "../opencode/http-fetch.js";
 import type { InstanceEndpoint, Transport, TransportEvent } from "../transports/transport.js";
 import { listWords, matchName } from "./resolve-name.js";
 
-export interface Instance {
+export interface InstanceView {
   endpoint: InstanceEndpoint;
   health: InstanceHealth;
+}
+
+/** An instance a tool is about to call. */
+export interface Instance extends InstanceView {
   client: OpencodeClient;
 }
 
@@ -39,7 +44,8 @@ export class InstanceDirectory {
     this.#transports = opts.transports;
     this.#log = opts.logger ?? silentLogger;
     this.#now = opts.now ?? (() => new Date());
-    this.#createClient = opts.createClient ?? createInstanceClient;
+    const agents = createHttpAgents();
+    this.#createClient = opts.createClient ?? ((endpoint) => createInstanceClient(endpoint, agents));
     this.health = new HealthMonitor({
       ...opts.health,
       endpoints: () => this.endpoints(),
@@ -116,16 +122,24 @@ export class InstanceDirectory {
     return transport.prune(key, reason);
   }
 
-  list(): Instance[] {
+  /** Every instance with its health, by name; no network, no clients built. */
+  list(): InstanceView[] {
     return this.endpoints()
-      .map((endpoint) => ({ endpoint, health: this.health.get(endpoint.key), client: this.#clientFor(endpoint.key)! }))
-      .sort((a, b) => a.endpoint.name.localeCompare(b.endpoint.name) || a.endpoint.transport.localeCompare(b.endpoint.transport));
+      .map((endpoint) => ({ endpoint, health: this.health.get(endpoint.key) }))
+      .sort((a, b) => (a.endpoint.name < b.endpoint.name ? -1 : a.endpoint.name > b.endpoint.name ? 1 : a.endpoint.transport < b.endpoint.transport ? -1 : 1));
+  }
+
+  /** Names two transports share; such instances are shown as `transport:name`. */
+  clashingNames(all: InstanceEndpoint[] = this.endpoints()): Set<string> {
+    const seen = new Set<string>();
+    const clashes = new Set<string>();
+    for (const e of all) (seen.has(e.name) ? clashes : seen).add(e.name);
+    return clashes;
   }
 
   /** Display name: the plain name, or `transport:name` when two transports share a name. */
-  displayName(endpoint: InstanceEndpoint, all = this.endpoints()): string {
-    const clash = all.some((e) => e.name === endpoint.name && e.key !== endpoint.key);
-    return clash ? endpoint.key : endpoint.name;
+  displayName(endpoint: InstanceEndpoint, clashes = this.clashingNames()): string {
+    return clashes.has(endpoint.name) ? endpoint.key : endpoint.name;
   }
 
   /** Finds one instance by fuzzy name, or explains in a sentence a chat model can act on why not. */
@@ -136,8 +150,9 @@ export class InstanceDirectory {
     }
     const qualified = all.filter((i) => i.endpoint.key === query.trim());
     const match = qualified.length === 1 ? { kind: "found" as const, item: qualified[0]! } : matchName(query, all, (i) => i.endpoint.name);
-    const names = (list: Instance[]) => list.map((i) => `${this.displayName(i.endpoint)} (${this.describeStatus(i.health)})`);
-    if (match.kind === "found") return { ok: true, instance: match.item };
+    const clashes = this.clashingNames(all.map((i) => i.endpoint));
+    const names = (list: InstanceView[]) => list.map((i) => `${this.displayName(i.endpoint, clashes)} (${this.describeStatus(i.health)})`);
+    if (match.kind === "found") return { ok: true, instance: { ...match.item, client: this.#clientFor(match.item.endpoint.key)! } };
     if (match.kind === "ambiguous") {
       return { ok: false, message: `"${query}" matches ${listWords(names(match.candidates))}; say which.` };
     }
@@ -146,7 +161,7 @@ export class InstanceDirectory {
 
   describeStatus(h: InstanceHealth): string {
     if (h.status === "online") return h.busy ? "online, busy" : "online";
-    if (h.status === "unknown") return "not checked yet";
+    if (h.status === "unknown") return h.lastFailure ? `not answering yet: ${h.lastFailure.message}` : "not checked yet";
     return `offline since ${h.since.toISOString()}`;
   }
 

@@ -4,7 +4,7 @@
  */
 import { createOpencodeClient, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import type { InstanceEndpoint } from "../transports/transport.js";
-import { createHttpFetch, errorCode, REFUSED_CODES } from "./http-fetch.js";
+import { createHttpFetch, errorCode, REFUSED_CODES, type HttpAgents } from "./http-fetch.js";
 
 export type { OpencodeClient };
 
@@ -12,10 +12,10 @@ export function basicAuthHeader(auth: { username: string; password: string }): s
   return `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString("base64")}`;
 }
 
-export function createInstanceClient(endpoint: InstanceEndpoint): OpencodeClient {
+export function createInstanceClient(endpoint: InstanceEndpoint, agents?: HttpAgents): OpencodeClient {
   return createOpencodeClient({
     baseUrl: endpoint.baseUrl,
-    fetch: createHttpFetch(endpoint.socketPath ? { socketPath: endpoint.socketPath } : {}),
+    fetch: createHttpFetch({ ...(endpoint.socketPath ? { socketPath: endpoint.socketPath } : {}), ...(agents ? { agents } : {}) }),
     headers: endpoint.auth ? { authorization: basicAuthHeader(endpoint.auth) } : {},
     throwOnError: true,
   });

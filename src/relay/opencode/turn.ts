@@ -42,6 +42,8 @@ export interface TurnOptions {
   logger?: Logger;
   /** Bound on subscribing and on each reconnect attempt. */
   connectTimeoutMs?: number;
+  /** A subscription the caller opened early (in parallel with its own lookups); the turn closes it. */
+  feed?: EventFeed;
 }
 
 /** Separator between consecutive text parts, in the streamed deltas and in the final reply alike. */
@@ -190,17 +192,23 @@ export function describeError(error: unknown): string {
   return `${e.name ?? "Error"}${status}${msg ? `: ${msg}` : ""}`;
 }
 
-interface Feed {
+/** A live `/event` subscription. Events before a handler is set are dropped: nothing is submitted yet. */
+export interface EventFeed {
   connected: Promise<void>;
   ended: Promise<unknown>;
+  setHandler(handler: (ev: Event) => void): void;
   close(): void;
 }
 
-/** Opens `/event`, feeding every event to `onEvent`. No silent reconnects: an end is reported. */
-function openFeed(client: OpencodeClient, onEvent: (ev: Event) => void, parent?: AbortSignal): Feed {
+/**
+ * Opens `/event`. No silent reconnects (the SDK's own retry is off): an end is reported through
+ * `ended`, so a turn knows it may have missed events and can resynchronise.
+ */
+export function openEventFeed(client: OpencodeClient, parent?: AbortSignal): EventFeed {
   const ac = new AbortController();
   const onParentAbort = () => ac.abort();
   parent?.addEventListener("abort", onParentAbort, { once: true });
+  let handler: (ev: Event) => void = () => {};
   let connect!: () => void;
   let fail!: (err: unknown) => void;
   const connected = new Promise<void>((resolve, reject) => {
@@ -218,7 +226,7 @@ function openFeed(client: OpencodeClient, onEvent: (ev: Event) => void, parent?:
       });
       for await (const ev of stream as AsyncIterable<Event>) {
         if (ev.type === "server.connected") connect();
-        onEvent(ev);
+        handler(ev);
       }
     } catch (err) {
       lastError = err;
@@ -228,7 +236,7 @@ function openFeed(client: OpencodeClient, onEvent: (ev: Event) => void, parent?:
     }
     return lastError;
   })();
-  return { connected, ended, close: () => ac.abort() };
+  return { connected, ended, setHandler: (h) => (handler = h), close: () => ac.abort() };
 }
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -262,7 +270,9 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
   const deadline = Date.now() + opts.timeoutMs;
   const connectTimeout = opts.connectTimeoutMs ?? 10_000;
   const tracker = new TurnTracker(sessionID, opts.onDelta);
-  let feed = openFeed(client, (ev) => tracker.handle(ev), opts.signal);
+  let feed = opts.feed ?? openEventFeed(client, opts.signal);
+  feed.setHandler((ev) => tracker.handle(ev));
+  let resynced = false;
   try {
     await within(feed.connected, Math.min(connectTimeout, opts.timeoutMs), "subscribing to the instance's events");
     tracker.submitted = true;
@@ -296,7 +306,8 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
       try {
         feed = await retry(
           async () => {
-            const next = openFeed(client, (ev) => tracker.handle(ev), opts.signal);
+            const next = openEventFeed(client, opts.signal);
+            next.setHandler((ev) => tracker.handle(ev));
             await within(next.connected, Math.max(1, Math.min(connectTimeout, deadline - Date.now())), "re-subscribing");
             return next;
           },
@@ -305,6 +316,7 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
       } catch {
         break; // deadline or caller gone: report what we have
       }
+      resynced = true;
       const status = await client.session.status(undefined, { signal: AbortSignal.timeout(connectTimeout) });
       const st = status.data?.[sessionID];
       if (!st || st.type === "idle") tracker.end({ state: "done" });
@@ -315,6 +327,10 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
       return { state: "timeout", reply: tracker.streamed };
     }
     if (finish.state === "done") {
+      // An unbroken stream already holds the whole reply: every text part's final text arrives in
+      // message.part.updated before the session goes idle, and the tracker reconciled with it. Only
+      // after a reconnect (events possibly missed) is the reply read back from the API.
+      if (!resynced) return { state: "done", reply: tracker.streamed };
       const { data } = await client.session.messages({ sessionID, limit: 50 }, { signal: AbortSignal.timeout(connectTimeout) });
       const reply = replyText(data ?? [], tracker.userMessageID);
       if (!tracker.reconcile(reply)) log.warn("streamed text diverged from the final reply", { session: sessionID });

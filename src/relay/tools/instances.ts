@@ -4,7 +4,7 @@
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import type { Instance } from "../instances/instance-directory.js";
+import type { InstanceView } from "../instances/instance-directory.js";
 import { formatTime } from "../opencode/transcript.js";
 import { textResult, type ToolDeps } from "./tool-result.js";
 
@@ -33,7 +33,7 @@ export const instancesConfig = {
   annotations: { readOnlyHint: true, openWorldHint: false },
 };
 
-function describe(i: Instance, name: string): z.infer<typeof InstanceInfo> {
+function describe(i: InstanceView, name: string): z.infer<typeof InstanceInfo> {
   const h = i.health;
   const info: z.infer<typeof InstanceInfo> = { name, transport: i.endpoint.transport, status: h.status, since: h.since.toISOString() };
   if (i.endpoint.hostname) info.hostname = i.endpoint.hostname;
@@ -51,7 +51,7 @@ function line(info: z.infer<typeof InstanceInfo>): string {
   const state =
     info.status === "online" ? `online, ${info.busy === undefined ? "status unknown" : info.busy ? "busy" : "idle"}`
     : info.status === "offline" ? `OFFLINE since ${formatTime(Date.parse(info.since))}${info.problem ? ` (${info.problem})` : ""}`
-    : "not checked yet";
+    : info.problem ? `not answering yet (${info.problem})` : "not checked yet";
   const parts = [`${info.name}: ${state}`];
   if (info.hostname) parts.push(`host ${info.hostname}`);
   if (info.cwd) parts.push(info.cwd);
@@ -63,8 +63,8 @@ function line(info: z.infer<typeof InstanceInfo>): string {
 export function registerInstancesTool(server: McpServer, deps: ToolDeps): void {
   server.registerTool("instances", instancesConfig, async () => {
     const all = deps.directory.list();
-    const endpoints = all.map((i) => i.endpoint);
-    const infos = all.map((i) => describe(i, deps.directory.displayName(i.endpoint, endpoints)));
+    const clashes = deps.directory.clashingNames(all.map((i) => i.endpoint));
+    const infos = all.map((i) => describe(i, deps.directory.displayName(i.endpoint, clashes)));
     if (infos.length === 0) {
       return textResult("No OpenCode instances are connected. On each machine, start OpenCode with `opencode-connected` instead of `opencode`.", { instances: [] });
     }

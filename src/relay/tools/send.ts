@@ -7,7 +7,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Session } from "@opencode-ai/sdk/v2";
 import { z } from "zod";
 import { pickSession } from "../opencode/sessions.js";
-import { runTurn, type TurnOutcome } from "../opencode/turn.js";
+import { openEventFeed, runTurn, type TurnOutcome } from "../opencode/turn.js";
 import { callFailure, resolveTarget } from "./target.js";
 import { errorResult, textResult, type ToolDeps } from "./tool-result.js";
 
@@ -29,6 +29,9 @@ export const sendConfig = {
   inputSchema: sendInputSchema,
   annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: true },
 };
+
+/** Pause between the last progress notification and the result; see the comment where it is used. */
+const PROGRESS_FLUSH_MS = 5;
 
 type SendArgs = { [K in keyof typeof sendInputSchema]: z.infer<(typeof sendInputSchema)[K]> };
 
@@ -79,6 +82,9 @@ export function registerSendTool(server: McpServer, deps: ToolDeps): void {
     const { instance, name } = target;
     const client = instance.client;
     const log = deps.logger.child({ tool: "send", instance: name });
+    // Subscribe while we look the session up: the subscription round trip overlaps the lookups instead
+    // of following them. It is still live before anything is submitted.
+    const feed = message && args.wait !== false ? openEventFeed(client, extra.signal) : undefined;
     try {
       const signal = AbortSignal.timeout(deps.sendTimeoutMs);
       const [picked, status] = await Promise.all([
@@ -110,14 +116,17 @@ export function registerSendTool(server: McpServer, deps: ToolDeps): void {
 
       const progressToken = extra._meta?.progressToken;
       let count = 0;
+      const sent: Array<Promise<void>> = [];
       const onDelta =
         progressToken === undefined
           ? undefined
           : (delta: string) => {
               count += 1;
-              void extra
-                .sendNotification({ method: "notifications/progress", params: { progressToken, progress: count, message: delta } })
-                .catch((err: unknown) => log.debug("progress notification failed", { err }));
+              sent.push(
+                extra
+                  .sendNotification({ method: "notifications/progress", params: { progressToken, progress: count, message: delta } })
+                  .catch((err: unknown) => log.debug("progress notification failed", { err })),
+              );
             };
       const outcome = await runTurn({
         client,
@@ -129,8 +138,16 @@ export function registerSendTool(server: McpServer, deps: ToolDeps): void {
         wait: args.wait ?? true,
         signal: extra.signal,
         ...(onDelta ? { onDelta } : {}),
+        ...(feed ? { feed } : {}),
         logger: log,
       });
+      if (sent.length) {
+        // The MCP SDK client handles a response before progress notifications that arrived in the same
+        // read, and then drops them (typescript-sdk issue #2580). Let the last deltas reach the client
+        // in a read of their own before the result follows.
+        await Promise.all(sent);
+        await new Promise((resolve) => setTimeout(resolve, PROGRESS_FLUSH_MS));
+      }
       const stillRunning = outcome.state === "submitted" || outcome.state === "waiting" || outcome.state === "timeout";
       deps.directory.recordCallSuccess(instance.endpoint.key, stillRunning);
       log.info("turn ended", { session: session.id, state: outcome.state });
@@ -138,6 +155,8 @@ export function registerSendTool(server: McpServer, deps: ToolDeps): void {
     } catch (err) {
       log.warn("send failed", { err });
       return callFailure(deps, target, err, "send the prompt");
+    } finally {
+      feed?.close();
     }
   });
 }
