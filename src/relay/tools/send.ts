@@ -3,7 +3,7 @@
  * notifications when the caller sent a progress token. `abort=true` stops the running turn first.
  */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { EmptyResultSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Session } from "@opencode-ai/sdk/v2";
 import { z } from "zod";
 import { pickSession } from "../opencode/sessions.js";
@@ -30,8 +30,8 @@ export const sendConfig = {
   annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: true },
 };
 
-/** Pause between the last progress notification and the result; see the comment where it is used. */
-const PROGRESS_FLUSH_MS = 5;
+/** Bound on the ping that orders the last progress notification before the result. */
+const PING_TIMEOUT_MS = 1_000;
 
 type SendArgs = { [K in keyof typeof sendInputSchema]: z.infer<(typeof sendInputSchema)[K]> };
 
@@ -143,10 +143,11 @@ export function registerSendTool(server: McpServer, deps: ToolDeps): void {
       });
       if (sent.length) {
         // The MCP SDK client handles a response before progress notifications that arrived in the same
-        // read, and then drops them (typescript-sdk issue #2580). Let the last deltas reach the client
-        // in a read of their own before the result follows.
+        // read, and then drops them (typescript-sdk issue #2580); a pause only makes that rarer. A ping
+        // is answered only after the client has read, in order, everything we sent before it, so once it
+        // returns the deltas are delivered. Clients that do not answer cost at most PING_TIMEOUT_MS.
         await Promise.all(sent);
-        await new Promise((resolve) => setTimeout(resolve, PROGRESS_FLUSH_MS));
+        await extra.sendRequest({ method: "ping" }, EmptyResultSchema, { timeout: PING_TIMEOUT_MS }).catch(() => {});
       }
       const stillRunning = outcome.state === "submitted" || outcome.state === "waiting" || outcome.state === "timeout";
       deps.directory.recordCallSuccess(instance.endpoint.key, stillRunning);
