@@ -29,6 +29,8 @@ const RelayEnvSchema = z.object({
   SEND_TIMEOUT_MS: intFromEnv(300_000, 100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   LOG_FORMAT: z.enum(["text", "json"]).default("text"),
+  AUDIT_LOG: z.string().default("stderr"),
+  AUDIT_INCLUDE_TEXT: z.enum(["0", "1", "true", "false"]).default("0"),
 });
 
 export interface RelayConfig {
@@ -43,10 +45,15 @@ export interface RelayConfig {
   sendTimeoutMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat: "text" | "json";
+  audit: "off" | "stderr" | { path: string };
+  auditIncludeText: boolean;
 }
 
 export function loadRelayConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
   const e = parseEnv(RelayEnvSchema, env);
+  if (e.AUDIT_LOG !== "off" && e.AUDIT_LOG !== "stderr" && !path.isAbsolute(e.AUDIT_LOG)) {
+    throw new ConfigError(`AUDIT_LOG="${e.AUDIT_LOG}": must be stderr, off, or an absolute file path`);
+  }
   if (e.TRANSPORT.includes("static") && !e.STATIC_INSTANCES_FILE) {
     throw new ConfigError("STATIC_INSTANCES_FILE: must be set when TRANSPORT includes static (a JSON file of instance URLs)");
   }
@@ -62,5 +69,7 @@ export function loadRelayConfig(env: NodeJS.ProcessEnv = process.env): RelayConf
     sendTimeoutMs: e.SEND_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
+    audit: e.AUDIT_LOG === "off" || e.AUDIT_LOG === "stderr" ? e.AUDIT_LOG : { path: path.resolve(e.AUDIT_LOG) },
+    auditIncludeText: e.AUDIT_INCLUDE_TEXT === "1" || e.AUDIT_INCLUDE_TEXT === "true",
   };
 }

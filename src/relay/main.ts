@@ -7,6 +7,7 @@ import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 import { ConfigError } from "../shared/env.js";
 import { createLogger } from "../shared/logger.js";
 import { PACKAGE_VERSION } from "../shared/package-info.js";
+import { createAuditLog, type AuditLog } from "./audit.js";
 import { loadRelayConfig, type RelayConfig } from "./config.js";
 import { InstanceDirectory } from "./instances/instance-directory.js";
 import { RegistryDirError } from "./registry/registry-dir.js";
@@ -16,7 +17,8 @@ import { createTransports } from "./transports/index.js";
 const HELP = `opencode-mcp ${PACKAGE_VERSION}: MCP server (stdio) that lets a chat model list, prompt and read the
 OpenCode instances tunnelled to this relay. Started by an MCP client; configured by environment:
   RELAY_REGISTRY_DIR, TRANSPORT, STATIC_INSTANCES_FILE, DISCOVERY_INTERVAL_MS, HEALTH_CHECK_TIMEOUT_MS,
-  HEALTH_INTERVAL_MS, HEALTH_CONCURRENCY, PRUNE_AFTER_MS, SEND_TIMEOUT_MS, LOG_LEVEL, LOG_FORMAT
+  HEALTH_INTERVAL_MS, HEALTH_CONCURRENCY, PRUNE_AFTER_MS, SEND_TIMEOUT_MS, LOG_LEVEL, LOG_FORMAT,
+  AUDIT_LOG, AUDIT_INCLUDE_TEXT
 See .env.example for defaults and meanings.
 `;
 
@@ -68,7 +70,15 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
-  const { server, cleanup } = createServer({ directory, sendTimeoutMs: config.sendTimeoutMs, logger });
+  let audit: AuditLog;
+  try {
+    audit = createAuditLog({ target: config.audit, includeText: config.auditIncludeText, logger });
+  } catch (err) {
+    process.stderr.write(`opencode-mcp: cannot start: ${(err as Error).message}\n`);
+    await directory.close();
+    process.exit(1);
+  }
+  const { server, cleanup } = createServer({ directory, sendTimeoutMs: config.sendTimeoutMs, logger, audit });
   const transport = new StdioServerTransport();
 
   let closing = false;
@@ -82,6 +92,7 @@ async function main(): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     force.unref();
     await Promise.allSettled([cleanup(), directory.close()]);
+    audit.close();
     process.exit(code);
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));

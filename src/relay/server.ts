@@ -3,8 +3,6 @@
  * entry point (and, later, an HTTP one) only connect it.
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { InstanceDirectory } from "./instances/instance-directory.js";
-import type { Logger } from "../shared/logger.js";
 import { PACKAGE_VERSION } from "../shared/package-info.js";
 import { registerInstancesTool } from "./tools/instances.js";
 import { registerReadTool } from "./tools/read.js";
@@ -17,7 +15,7 @@ export interface RelayServer {
   cleanup(): Promise<void>;
 }
 
-export function createServer(deps: { directory: InstanceDirectory; sendTimeoutMs: number; logger: Logger }): RelayServer {
+export function createServer(deps: ToolDeps): RelayServer {
   const server = new McpServer(
     { name: "opencode-relay", version: PACKAGE_VERSION },
     {
@@ -26,9 +24,8 @@ export function createServer(deps: { directory: InstanceDirectory; sendTimeoutMs
         "Drive the user's OpenCode coding agents on their machines. Call instances to see them, send to prompt one, read to see what it has been doing.",
     },
   );
-  const toolDeps: ToolDeps = deps;
-  registerInstancesTool(server, toolDeps);
-  registerSendTool(server, toolDeps);
-  registerReadTool(server, toolDeps);
+  registerInstancesTool(server, deps);
+  registerSendTool(server, deps);
+  registerReadTool(server, deps);
   return { server, cleanup: () => server.close() };
 }

@@ -26,6 +26,7 @@ describe("opencode-mcp end to end", { timeout: 300_000 }, () => {
   let relay: RelayClient;
   const tmp = tempDir("ocr-e2e-");
   const registry = path.join(tmp.path, "registry");
+  const auditFile = path.join(tmp.path, "audit.jsonl");
   const cleanups: Array<() => Promise<void> | void> = [];
 
   /** Writes a registration the way a careful launcher does: temp file, then rename. */
@@ -58,6 +59,7 @@ describe("opencode-mcp end to end", { timeout: 300_000 }, () => {
       HEALTH_CHECK_TIMEOUT_MS: "300",
       PRUNE_AFTER_MS: "0",
       SEND_TIMEOUT_MS: "60000",
+      AUDIT_LOG: auditFile,
     });
   });
 
@@ -254,6 +256,24 @@ describe("opencode-mcp end to end", { timeout: 300_000 }, () => {
     // The half-written file completes: it is picked up.
     writeFileSync(half, JSON.stringify({ name: "half-written", hostname: "laptop", port: api.port, cwd: "/", connectedAt: "now", auth: { password: PASSWORD } }));
     await waitFor(async () => (await listed()).some((i) => i.name === "half-written"), { what: "the completed file to be listed" });
+  });
+
+  test("every send and abort left one audit line: caller, instance, session, hash (not text), outcome", async () => {
+    const { readFileSync, statSync } = await import("node:fs");
+    assert.equal(statSync(auditFile).mode & 0o777, 0o600);
+    const lines = readFileSync(auditFile, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const fox = lines.find((l) => l.instance === "laptop-api" && l.outcome === "done" && l.messageLength === "/chunks 8 The quick brown fox jumps over the lazy dog, twice over.".length);
+    assert.ok(fox, "the first send is audited");
+    assert.equal(fox.caller, "stdio");
+    assert.equal(fox.action, "send");
+    assert.match(String(fox.session), /^ses_/);
+    assert.match(String(fox.messageSha256), /^[0-9a-f]{64}$/);
+    assert.equal(fox.messageText, undefined, "no text unless AUDIT_INCLUDE_TEXT=1");
+    assert.equal(typeof fox.durationMs, "number");
+    assert.ok(lines.some((l) => l.action === "abort" && l.outcome === "aborted"), "aborts are audited");
+    assert.ok(lines.some((l) => l.outcome === "error: error" && l.instance === "laptop-api"), "failed turns are audited");
+    assert.ok(lines.some((l) => l.instanceQuery === "laptop" && String(l.outcome).startsWith("refused:")), "refusals are audited");
+    assert.ok(!readFileSync(auditFile, "utf8").includes("quick brown fox"), "the message text is not in the log");
   });
 
   test("stdout carried nothing but MCP; logs went to stderr", () => {

@@ -4,12 +4,16 @@
  */
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "../../shared/logger.js";
+import type { AuditLog } from "../audit.js";
 import type { InstanceDirectory } from "../instances/instance-directory.js";
 
 export interface ToolDeps {
   directory: InstanceDirectory;
   sendTimeoutMs: number;
   logger: Logger;
+  audit: AuditLog;
+  /** Aborted when the server begins a graceful shutdown: waits end at once with a clear message. */
+  shutdown?: AbortSignal;
 }
 
 export function textResult(text: string, structured?: Record<string, unknown>): CallToolResult {
