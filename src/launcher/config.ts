@@ -10,7 +10,9 @@ import { LOG_LEVELS } from "../shared/logger.js";
 import { nameProblem, sanitizeName } from "../shared/registration.js";
 import { ShellSyntaxError, splitShellWords } from "./shell-words.js";
 
-export const SUBCOMMANDS = ["run", "status", "cleanup", "sessions", "doctor", "help"] as const;
+export const SUBCOMMANDS = ["run", "status", "cleanup", "sessions", "doctor", "relay-setup", "help"] as const;
+/** Subcommands that parse their own options: every argument after the subcommand is passed to it as is. */
+const OWN_OPTIONS: readonly Subcommand[] = ["relay-setup"];
 export type Subcommand = (typeof SUBCOMMANDS)[number];
 
 const LauncherEnvSchema = z.object({
@@ -33,6 +35,8 @@ export interface LauncherConfig {
   serve: boolean;
   /** Arguments after `--`, passed to opencode. */
   opencodeArgs: string[];
+  /** Arguments after a subcommand that parses its own options (relay-setup), unparsed. */
+  subcommandArgs: string[];
   /** RELAY_SSH_CMD split into words; undefined = local mode. */
   sshCommand?: string[];
   sshCommandText?: string;
@@ -63,8 +67,10 @@ export function loadLauncherConfig(argv: string[], env: NodeJS.ProcessEnv, cwd =
   const opencodeArgs = dashdash < 0 ? [] : argv.slice(dashdash + 1);
   let subcommand: Subcommand = "run";
   let serve = false;
+  const subcommandArgs: string[] = [];
   for (const a of own) {
-    if (a === "--help" || a === "-h") subcommand = "help";
+    if (OWN_OPTIONS.includes(subcommand)) subcommandArgs.push(a);
+    else if (a === "--help" || a === "-h") subcommand = "help";
     else if (a === "--serve") serve = true;
     else if ((SUBCOMMANDS as readonly string[]).includes(a) && subcommand === "run") subcommand = a as Subcommand;
     else throw new ConfigError(`unknown argument "${a}"; arguments for opencode go after --, see opencode-connected --help`);
@@ -87,6 +93,7 @@ export function loadLauncherConfig(argv: string[], env: NodeJS.ProcessEnv, cwd =
     subcommand,
     serve,
     opencodeArgs,
+    subcommandArgs,
     ...(sshCommand ? { sshCommand, sshCommandText: e.RELAY_SSH_CMD! } : {}),
     registryDir: e.RELAY_REGISTRY_DIR,
     name: e.INSTANCE_NAME ?? sanitizeName(`${hostname.split(".")[0]}-${path.basename(cwd)}`),

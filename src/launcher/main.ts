@@ -10,6 +10,7 @@ import { createLogger } from "../shared/logger.js";
 import { PACKAGE_VERSION } from "../shared/package-info.js";
 import { cleanupCommand } from "./commands/cleanup.js";
 import { doctorCommand } from "./commands/doctor.js";
+import { relaySetupCommand } from "./commands/relay-setup.js";
 import { sessionsCommand } from "./commands/sessions.js";
 import { statusCommand } from "./commands/status.js";
 import { loadLauncherConfig, type LauncherConfig } from "./config.js";
@@ -24,6 +25,11 @@ Usage:
   opencode-connected sessions   recent sessions of the instances running here
   opencode-connected cleanup    remove what dead launchers left: tunnels, registrations, sockets
   opencode-connected doctor     check ssh, the relay, its registry and opencode; say what to fix
+  opencode-connected relay-setup [--user NAME] [--registry DIR] [--key FILE|KEY] [--script PATH]
+                                [--apply FILE [--force]]
+                                on the relay: print (with --apply, write) a hardened setup, where a tunnel
+                                key can only tunnel: sshd Match block, authorized_keys line, registry,
+                                forced-command script. relay-setup --help says more
 
 Environment:
   RELAY_SSH_CMD        how to reach the relay, e.g. "ssh user@relay" or
@@ -68,6 +74,8 @@ async function main(): Promise<number> {
       return sessionsCommand(config, out);
     case "doctor":
       return doctorCommand(config, out);
+    case "relay-setup":
+      return relaySetupCommand(config, out, config.subcommandArgs, say);
     case "run": {
       mkdirSync(path.dirname(config.logFile), { recursive: true, mode: 0o700 });
       const stream = createWriteStream(config.logFile, { flags: "a", mode: 0o600 });

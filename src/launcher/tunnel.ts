@@ -68,7 +68,8 @@ export function classifySshFailure(stderr: string, exitCode: number | null, stdo
   const last = stderr.trim().split("\n").filter(Boolean).at(-1) ?? "";
   const remoteError = /^error: (.*)$/m.exec(stdout)?.[1];
   if (exitCode === REMOTE_EXIT.nameTaken || /^taken$/m.test(stdout)) return { fatal: false, nameTaken: true, message: "the name is taken on the relay" };
-  if (remoteError) return { fatal: exitCode === REMOTE_EXIT.registryUnwritable, message: `the relay says: ${remoteError}` };
+  // A hardened relay's forced command refusing us (exit 6) will refuse every retry the same way.
+  if (remoteError) return { fatal: exitCode === REMOTE_EXIT.registryUnwritable || exitCode === REMOTE_EXIT.refused, message: `the relay says: ${remoteError}` };
   if (/Permission denied|Too many authentication failures/i.test(stderr)) {
     return { fatal: true, message: `SSH authentication to the relay failed (${last}): check the key and user in RELAY_SSH_CMD` };
   }

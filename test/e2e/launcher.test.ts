@@ -138,8 +138,16 @@ describe("opencode-connected end to end", { timeout: 600_000 }, () => {
     const tree = [launcherPid, ...descendants(launcherPid)];
     assert.ok(tree.length >= 3, `launcher, opencode and ssh running: ${tree.join(",")}`);
     await tui.sendKeys("/exit", { literal: true });
-    await tui.sendKeys("Enter");
-    await waitFor(async () => (await tui.exited()).dead, { timeoutMs: 15_000, what: "the launcher to exit with the TUI" });
+    // The command autocomplete may still be opening when a first Enter arrives and swallow it: press
+    // Enter until the TUI is gone.
+    await waitFor(
+      async () => {
+        if ((await tui.exited()).dead) return true;
+        await tui.sendKeys("Enter");
+        return false;
+      },
+      { timeoutMs: 15_000, intervalMs: 500, what: "the launcher to exit with the TUI" },
+    );
     assert.equal((await tui.exited()).status ?? 0, 0);
     await assertNothingLeft(tree, "tui-laptop");
   });

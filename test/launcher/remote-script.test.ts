@@ -89,6 +89,37 @@ test("another live launcher's name is refused; a stale one is taken over", async
   }
 });
 
+test("a taken name removes the socket sshd bound for this connection; a foreign path is never removed", async () => {
+  const tmp = tempDir("ocr-script-");
+  const dir = path.join(tmp.path, "reg");
+  const { mkdirSync, utimesSync } = await import("node:fs");
+  mkdirSync(dir);
+  const sock = path.join(dir, "lap-n.sock");
+  const outsideSock = path.join(tmp.path, "victim.sock");
+  const servers = [net.createServer(), net.createServer()];
+  try {
+    await new Promise<void>((r) => servers[0]!.listen(sock, () => r()));
+    writeFileSync(path.join(dir, "lap.json"), reg("lap", "other", "x"));
+    const s = runScript({ dir, name: "lap", id: "me", nonce: "n", socket: sock });
+    assert.equal(await s.exited, 4);
+    assert.ok(!existsSync(sock), "our own bound socket went with the refused connection");
+
+    // A registration of ours naming a socket outside the registry (../): taking over must not delete it.
+    await new Promise<void>((r) => servers[1]!.listen(outsideSock, () => r()));
+    writeFileSync(path.join(dir, "lap.json"), reg("lap", "me", "old", { socket: `${dir}/../victim.sock` }));
+    const old = new Date(Date.now() - 5 * 60_000);
+    utimesSync(path.join(dir, "lap.json"), old, old);
+    const t = runScript({ dir, name: "lap", id: "me", nonce: "n2" });
+    await waitFor(() => t.lines.includes("ready"), { what: "ready" });
+    assert.ok(existsSync(outsideSock), "a socket outside the registry is never removed");
+    t.child.stdin.end();
+    await t.exited;
+  } finally {
+    for (const srv of servers) srv.close();
+    tmp.remove();
+  }
+});
+
 test("socket mode waits for the forwarded socket and removes it at the end", async () => {
   const tmp = tempDir("ocr-script-");
   const sock = path.join(tmp.path, "lap-n.sock");
