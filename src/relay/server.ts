@@ -1,6 +1,6 @@
 /**
  * Builds the MCP server: the three tools over one instance directory. Transport-agnostic: the stdio
- * entry point (and, later, an HTTP one) only connect it.
+ * entry point connects one; the HTTP server (http/http-server.ts) one per MCP session, over the same deps.
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { PACKAGE_VERSION } from "../shared/package-info.js";
