@@ -58,6 +58,29 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
       for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.error("cleanup step failed", { err }));
     })());
 
+  // Signals are handled from the first moment of a run, not only once opencode is up: a SIGTERM that
+  // lands while the tunnel connects or opencode starts must clean up like any other.
+  let child: OpencodeChild["child"] | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    // In the TUI, Ctrl-C reaches opencode from the terminal itself: it decides. Without a TUI we pass it on.
+    if (signal === "SIGINT" && child && !config.serve) return;
+    log.info("signal received", { signal, opencodeRunning: Boolean(child) });
+    stopSignal ??= signal;
+    if (child) {
+      child.kill(signal);
+      const c = child;
+      setTimeout(() => c.kill("SIGKILL"), CHILD_EXIT_GRACE_MS).unref();
+      return;
+    }
+    void cleanup().then(() => process.exit(128 + (osConstants.signals[signal] ?? 15)));
+  };
+  const onTerm = () => onSignal("SIGTERM");
+  const onHup = () => onSignal("SIGHUP");
+  const onInt = () => onSignal("SIGINT");
+  process.on("SIGTERM", onTerm).on("SIGHUP", onHup).on("SIGINT", onInt);
+  cleanups.push(async () => void process.off("SIGTERM", onTerm).off("SIGHUP", onHup).off("SIGINT", onInt));
+
   const runState = (): RunState => ({
     id,
     pid: process.pid,
@@ -134,6 +157,8 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
   let oc: OpencodeChild | undefined;
   for (let tryNo = 1; ; tryNo++) {
     oc = spawnOpencode({ bin: config.opencodeBin, port, serve: config.serve, args: config.opencodeArgs, env, cwd: config.cwd });
+    child = oc.child;
+    if (stopSignal) onSignal(stopSignal); // a signal arrived while we were spawning
     log.info("opencode started", { opencodePid: oc.child.pid, port, mode: config.serve ? "serve" : "tui" });
     const ready = await waitForOpencode(port, authHeader, oc.exited, READY_TIMEOUT_MS);
     if (ready.state === "healthy") {
@@ -157,6 +182,10 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
     }
     // Exited before answering. A fast failure right after we chose the port is most likely the port
     // race (someone bound it first): try another port, a few times.
+    if (stopSignal) {
+      await cleanup();
+      return exitCodeOf(await oc.exited);
+    }
     if (ready.code === 0 || tryNo >= MAX_PORT_TRIES || !(await portTakenByOther(port))) {
       log.warn("opencode exited before it was ready", { code: ready.code });
       await cleanup();
@@ -169,20 +198,8 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
     tunnel?.setLocalPort(port);
   }
 
-  // Every way out ends here: forward the signal, wait for opencode (bounded), then clean up.
-  const child = oc.child;
-  const forward = (signal: NodeJS.Signals) => {
-    log.info("signal received; stopping opencode", { signal });
-    child.kill(signal);
-    setTimeout(() => child.kill("SIGKILL"), CHILD_EXIT_GRACE_MS).unref();
-  };
-  const onTerm = () => forward("SIGTERM");
-  const onHup = () => forward("SIGHUP");
-  // In the TUI, Ctrl-C reaches opencode from the terminal itself: it decides. Without a TUI we pass it on.
-  const onInt = () => (config.serve ? forward("SIGINT") : undefined);
-  process.on("SIGTERM", onTerm).on("SIGHUP", onHup).on("SIGINT", onInt);
+  // Every way out ends here: wait for opencode (signals are forwarded to it), then clean up.
   const exit = await oc.exited;
-  process.off("SIGTERM", onTerm).off("SIGHUP", onHup).off("SIGINT", onInt);
   log.info("opencode exited", { code: exit.code, signal: exit.signal });
   await cleanup();
   return exitCodeOf(exit);

@@ -189,6 +189,17 @@ describe("opencode-connected end to end", { timeout: 600_000 }, () => {
     await assertNothingLeft(pids, "term-me");
   });
 
+  test("SIGTERM while the tunnel is still connecting also cleans up and exits with the signal's status", async () => {
+    const ws = workspace("term-early");
+    const l = launchServe(ws);
+    // As soon as the launcher has said anything or spawned anything, stop it.
+    await waitFor(() => l.stderr().length > 0 || descendants(l.child.pid!).length > 0, { timeoutMs: 10_000, what: "the launcher to start working" });
+    const pids = [l.child.pid!, ...descendants(l.child.pid!)];
+    l.child.kill("SIGTERM");
+    assert.equal(await l.exited, 128 + 15);
+    await assertNothingLeft([...pids, ...pids.flatMap((p) => descendants(p))], "term-early");
+  });
+
   test("a bad key fails fast, before opencode starts, with one line saying what to fix", async () => {
     const ws = workspace("badkey", { RELAY_SSH_CMD: sshd.badKeySshCmd });
     const l = launchServe(ws);
