@@ -22,10 +22,25 @@
  *     the reply (recovered from its protocol errors) are the client's, anything else the relay's.
  *  6. VmRSS of the relay process with 1000 registrations, after its first health check.
  *
+ * The launcher, `opencode-connected --serve` (built), each run with its own opencode and workspace, against
+ * OpenSSH's sshd on 127.0.0.1 as the relay and a relay (`opencode-mcp`) reading that registry:
+ *  7. Spawn → registration file in the relay's registry, minus opencode's own start (spawned → first
+ *     answer to our own `GET /global/health` probes, every 10 ms): what the launcher adds before it
+ *     spawns opencode (ssh connect) and after opencode answers (noticing it, writing the registration).
+ *     Median of 3 launchers with different names.
+ *  8. The same 3 launchers, once each after a successful send: sshd drops every connection (SIGKILL), then
+ *     `send` on the same session every 20 ms until one succeeds. A fresh launcher per drop, so each
+ *     reconnects after its first backoff step (0.5 s); repeated drops within 60 s back off longer.
+ *  9. Half-open: the relay side of a fourth launcher's connection is frozen (SIGSTOP on sshd's session
+ *     processes and what they run; the listener still accepts), so only ssh's keepalive notices. Freeze →
+ *     a send succeeds; sends start once the registration carries a new nonce (before that there is
+ *     nothing to reach, and a send to the frozen tunnel would only wait for the relay's health timeout).
+ *
  * Speed goals are printed, not asserted. Exit 1 only when the benchmark itself could not run.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, watch, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -33,10 +48,13 @@ import { performance } from "node:perf_hooks";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult, Progress } from "@modelcontextprotocol/sdk/types.js";
+import { PACKAGE_ROOT } from "../src/shared/package-info.js";
 import { RELAY_MAIN } from "../test/support/mcp.js";
 import { startModelServer, type ModelServer } from "../test/support/model-server.js";
-import { OPENCODE_BIN, startOpencode, type OpencodeInstance } from "../test/support/opencode.js";
+import { OPENCODE_BIN, opencodeConfig, opencodeEnv, startOpencode, type OpencodeInstance } from "../test/support/opencode.js";
+import { alive, descendants } from "../test/support/procs.js";
 import { closedPort } from "../test/support/socket-forward.js";
+import { startSshd, type Sshd } from "../test/support/sshd.js";
 import { tempDir } from "../test/support/temp.js";
 import { waitFor } from "../test/support/wait.js";
 
@@ -578,6 +596,395 @@ async function measureScale(size: number, root: string, oc: OpencodeInstance, si
   }
 }
 
+// ---------------------------------------------------------------- the launcher, against a real sshd
+
+const LAUNCHER_MAIN = path.join(PACKAGE_ROOT, "dist", "src", "launcher", "main.js");
+const LAUNCHER_RUNS = 3;
+/** The launcher's ssh keepalive (src/launcher/tunnel.ts): what bounds half-open detection. */
+const SERVER_ALIVE_INTERVAL_MS = 15_000;
+/** ssh's dead-peer detection (ServerAliveInterval 15 s, ServerAliveCountMax 3) plus a reconnect, with room. */
+const HALF_OPEN_LIMIT_MS = 120_000;
+
+const sleep = (msec: number) => new Promise<void>((resolve) => setTimeout(resolve, msec));
+
+function tryKill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ").slice(0, 120);
+  } catch {
+    return "?";
+  }
+}
+
+interface LauncherReg {
+  socket?: string;
+  nonce?: string;
+  version?: string;
+}
+
+function readReg(file: string): LauncherReg | undefined {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as LauncherReg;
+  } catch {
+    return undefined;
+  }
+}
+
+interface LogLine {
+  at: number;
+  msg: string;
+  rest: string;
+}
+
+/** The launcher's log lines ("<ISO time> <LEVEL> <message> k=v …") whose message starts with `msg`, from `since` on. */
+function logLines(log: string, msg: string, since = 0): LogLine[] {
+  const found: LogLine[] = [];
+  for (const line of log.split("\n")) {
+    const m = /^(\S+) [A-Z]+ +(.*)$/.exec(line);
+    if (!m || !m[2]!.startsWith(msg)) continue;
+    const at = Date.parse(m[1]!);
+    if (at >= since) found.push({ at, msg, rest: m[2]!.slice(msg.length).trim() });
+  }
+  return found;
+}
+
+/** A field of a log line: `detail="…"` or `inMs=512`. */
+function logField(rest: string, key: string): string | undefined {
+  const m = new RegExp(`\\b${key}=("(?:[^"\\\\]|\\\\.)*"|\\S+)`).exec(rest);
+  if (!m) return undefined;
+  try {
+    return m[1]!.startsWith('"') ? (JSON.parse(m[1]!) as string) : m[1];
+  } catch {
+    return m[1];
+  }
+}
+
+interface BenchLauncher {
+  name: string;
+  regFile: string;
+  /** Date.now() just before the spawn: the launcher's log uses the same clock. */
+  spawnedAt: number;
+  password: string;
+  running(): boolean;
+  log(): string;
+  output(): string;
+  /** SIGTERM and wait; anything of its process tree still alive after that is killed and returned. */
+  stop(): Promise<string[]>;
+}
+
+/** `opencode-connected --serve` in its own workspace, set up like test/e2e/launcher.test.ts. */
+function startBenchLauncher(base: string, name: string, sshd: Sshd, registry: string, modelUrl: string): BenchLauncher {
+  const root = path.join(base, `launcher-${name}`);
+  const cwd = path.join(root, "project");
+  mkdirSync(cwd, { recursive: true });
+  writeFileSync(path.join(cwd, "opencode.json"), JSON.stringify(opencodeConfig(modelUrl)));
+  // Set rather than random so the bench can probe opencode's health itself; the launcher keeps it.
+  const password = randomBytes(18).toString("base64url");
+  const env = opencodeEnv(root, {
+    RELAY_SSH_CMD: sshd.sshCmd,
+    RELAY_REGISTRY_DIR: registry,
+    INSTANCE_NAME: name,
+    OPENCODE_BIN,
+    LOG_LEVEL: "debug",
+    OPENCODE_SERVER_PASSWORD: password,
+    // opencode would fetch its model catalogue from the internet; the scripted model needs none of it.
+    OPENCODE_DISABLE_MODELS_FETCH: "1",
+  });
+  const logFile = path.join(root, "xdg-state", "opencode-relay", "opencode-connected.log");
+  const spawnedAt = Date.now();
+  const child = spawn(process.execPath, [LAUNCHER_MAIN, "--serve"], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const collect = (d: Buffer) => (output = (output + d.toString()).slice(-8_000));
+  child.stdout!.on("data", collect);
+  child.stderr!.on("data", collect);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const pid = child.pid!;
+  const running = () => child.exitCode === null && child.signalCode === null;
+  let stopping: Promise<string[]> | undefined;
+  const launcher: BenchLauncher = {
+    name,
+    regFile: path.join(registry, `${name}.json`),
+    spawnedAt,
+    password,
+    running,
+    log: () => {
+      try {
+        return readFileSync(logFile, "utf8");
+      } catch {
+        return "";
+      }
+    },
+    output: () => output,
+    stop: () =>
+      (stopping ??= (async () => {
+        const tree = [pid, ...descendants(pid)];
+        if (running()) {
+          child.kill("SIGTERM");
+          await Promise.race([exited, sleep(15_000)]);
+        }
+        for (let waited = 0; tree.some((p) => alive(p)) && waited < 3_000; waited += 50) await sleep(50);
+        const left = tree.filter((p) => alive(p)).map((p) => `${p} (${commandOf(p)})`);
+        for (const p of tree) if (alive(p)) tryKill(p, "SIGKILL");
+        await Promise.race([exited, sleep(2_000)]);
+        return left;
+      })()),
+  };
+  cleanups.push(() => launcher.stop());
+  return launcher;
+}
+
+/** Times on the wall clock (ms since the epoch), as in the launcher's log. */
+interface StartSample {
+  name: string;
+  spawnedAt: number;
+  sshSpawned: number;
+  tunnelUp: number;
+  opencodeStarted: number;
+  /** First answer to our own health probes (every 10 ms); the launcher's log time when we had none. */
+  opencodeAnswered: number;
+  answeredByProbe: boolean;
+  /** The launcher's "opencode is answering" (it probes every 100 ms, each probe waiting up to 1 s). */
+  launcherNoticed: number;
+  registered: number;
+}
+
+const beforeOpencode = (s: StartSample) => s.opencodeStarted - s.spawnedAt;
+const afterOpencode = (s: StartSample) => s.registered - s.opencodeAnswered;
+const launcherOverhead = (s: StartSample) => beforeOpencode(s) + afterOpencode(s);
+
+async function watchLauncherStart(l: BenchLauncher): Promise<StartSample> {
+  let registered: number | undefined;
+  const check = () => {
+    if (registered === undefined && existsSync(l.regFile)) registered = Date.now();
+  };
+  const watcher = watch(path.dirname(l.regFile), check);
+  watcher.on("error", () => {});
+  const poll = setInterval(check, 5);
+  const authorization = `Basic ${Buffer.from(`opencode:${l.password}`).toString("base64")}`;
+  let port: number | undefined;
+  let answered: number | undefined;
+  let inFlight = 0;
+  let probedAt = 0;
+  try {
+    while (registered === undefined) {
+      if (!l.running()) throw new Error(`${l.name}: the launcher exited before registering: ${l.output().trim()}`);
+      if (Date.now() - l.spawnedAt > 60_000) throw new Error(`${l.name}: no registration within 60 s of starting the launcher`);
+      if (port === undefined) {
+        const p = Number(/ opencode started .*\bport=(\d+)/.exec(l.log())?.[1]);
+        if (p) port = p;
+      } else if (answered === undefined && inFlight < 25 && Date.now() - probedAt >= 10) {
+        // Every 10 ms, not awaited, each given up after 250 ms: a connection made while opencode starts
+        // can hang, and must not hide the first answer.
+        inFlight += 1;
+        probedAt = Date.now();
+        void fetch(`http://127.0.0.1:${port}/global/health`, { headers: { authorization }, signal: AbortSignal.timeout(250) })
+          .then(async (res) => {
+            const at = Date.now();
+            const healthy = res.ok && (res.headers.get("content-type") ?? "").includes("json") && ((await res.json()) as { healthy?: boolean }).healthy === true;
+            if (healthy) answered ??= at;
+          })
+          .catch(() => {})
+          .finally(() => (inFlight -= 1));
+      }
+      await sleep(5);
+    }
+  } finally {
+    clearInterval(poll);
+    watcher.close();
+  }
+  // The log stream may be a moment behind the registration.
+  const log = await waitFor(() => {
+    const text = l.log();
+    return logLines(text, "opencode is answering").length ? text : undefined;
+  }, { timeoutMs: 5_000, what: `${l.name}'s log to say opencode is answering` });
+  const first = (msg: string) => logLines(log, msg)[0]?.at ?? NaN;
+  const launcherNoticed = first("opencode is answering");
+  return {
+    name: l.name,
+    spawnedAt: l.spawnedAt,
+    sshSpawned: first("starting ssh"),
+    tunnelUp: first("tunnel up"),
+    opencodeStarted: first("opencode started"),
+    opencodeAnswered: answered ?? launcherNoticed,
+    answeredByProbe: answered !== undefined,
+    launcherNoticed,
+    registered,
+  };
+}
+
+interface SendOk {
+  reply: ToolReply;
+  attempts: number;
+  /** The error text of the last failed attempt, if any. */
+  lastError?: string;
+}
+
+/** `send` back to back (20 ms apart) until one succeeds. */
+async function sendUntilOk(relay: BenchRelay, instance: string, message: string, session: string | undefined, timeoutMs: number): Promise<SendOk> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: string | undefined;
+  for (let attempts = 1; ; attempts++) {
+    const reply = await relay.call("send", { instance, message, ...(session ? { session } : {}) });
+    if (!reply.isError) return { reply, attempts, ...(lastError ? { lastError } : {}) };
+    lastError = reply.text;
+    if (Date.now() > deadline) throw new Error(`no successful send to ${instance} within ${timeoutMs} ms; last answer: ${reply.text}`);
+    await sleep(20);
+  }
+}
+
+/** What happened after a cut, as offsets (ms) from the moment of the cut. */
+interface RecoverySample {
+  name: string;
+  /** Cut → first successful send: the figure. */
+  total: number;
+  attempts: number;
+  lastError?: string;
+  tunnelDown: number;
+  downDetail: string;
+  backoffMs: number;
+  tunnelUp: number;
+  newRegistration: number;
+  replyOk: boolean;
+  /** Processes frozen (half-open only). */
+  frozen?: number;
+}
+
+/**
+ * Runs `cut` at t0 and measures until a send on the warm session succeeds, noting when the new
+ * registration (a new nonce) appeared and what the launcher logged in between.
+ */
+async function measureRecovery(l: BenchLauncher, relay: BenchRelay, cut: () => void, waitForNewRegistration: boolean, timeoutMs: number): Promise<RecoverySample> {
+  const warm = await sendUntilOk(relay, l.name, "warm up", undefined, 30_000);
+  const session = (warm.reply.structured as { session?: string } | undefined)?.session;
+  const before = readReg(l.regFile)?.nonce;
+  if (!session || !before) throw new Error(`${l.name}: no session (${session}) or nonce (${before}) before the cut`);
+  let newRegAt: number | undefined;
+  const poll = setInterval(() => {
+    const nonce = readReg(l.regFile)?.nonce;
+    if (newRegAt === undefined && nonce && nonce !== before) newRegAt = performance.now();
+  }, 5);
+  const message = `back after the cut ${randomBytes(3).toString("hex")}`;
+  const cutAt = Date.now();
+  const t0 = performance.now();
+  try {
+    cut();
+    // A send to the half-open tunnel would hang until the relay's health check gives up on it; a caller
+    // cannot do better than to retry, so start once there is something new to reach.
+    if (waitForNewRegistration) {
+      await waitFor(() => newRegAt !== undefined, { timeoutMs, intervalMs: 5, what: `${l.name} to register again (a new nonce) after the cut` });
+    }
+    const ok = await sendUntilOk(relay, l.name, message, session, timeoutMs - (performance.now() - t0));
+    const total = performance.now() - t0;
+    const log = l.log();
+    const down = logLines(log, "tunnel down", cutAt)[0];
+    const reconnect = logLines(log, "reconnecting", cutAt)[0];
+    return {
+      name: l.name,
+      total,
+      attempts: ok.attempts,
+      ...(ok.lastError ? { lastError: ok.lastError } : {}),
+      tunnelDown: (down?.at ?? NaN) - cutAt,
+      downDetail: down ? (logField(down.rest, "detail") ?? "") : "not logged",
+      backoffMs: Number(reconnect ? logField(reconnect.rest, "inMs") : NaN),
+      tunnelUp: (logLines(log, "tunnel up", cutAt)[0]?.at ?? NaN) - cutAt,
+      newRegistration: newRegAt === undefined ? NaN : newRegAt - t0,
+      replyOk: ok.reply.text === `Reply to: ${message}`,
+    };
+  } finally {
+    clearInterval(poll);
+  }
+}
+
+interface LauncherResult {
+  starts: StartSample[];
+  drops: RecoverySample[];
+  halfOpen: RecoverySample;
+  /** Processes still alive after a launcher's SIGTERM, and registrations it left. */
+  leftovers: string[];
+}
+
+/** Metrics 7-9: `opencode-connected --serve` against OpenSSH's sshd on 127.0.0.1, read by a real relay. */
+async function measureLauncher(base: string, model: ModelServer): Promise<LauncherResult> {
+  const sshd = await startSshd();
+  cleanups.push(() => sshd.close());
+  const registry = path.join(base, "registry-launcher");
+  mkdirSync(registry, { mode: 0o700 });
+  const relay = await startBenchRelay({ RELAY_REGISTRY_DIR: registry, HEALTH_INTERVAL_MS: "1000", HEALTH_CHECK_TIMEOUT_MS: "1000", SEND_TIMEOUT_MS: "30000" });
+  const starts: StartSample[] = [];
+  const drops: RecoverySample[] = [];
+  const leftovers: string[] = [];
+  let current: BenchLauncher | undefined;
+  const stop = async (l: BenchLauncher) => {
+    const left = await l.stop();
+    leftovers.push(...left.map((p) => `${l.name}: process ${p} outlived the launcher`));
+    const gone = await waitFor(() => !existsSync(l.regFile), { timeoutMs: 5_000, what: `${l.name}'s registration to be removed` }).catch(() => false);
+    if (!gone) leftovers.push(`${l.name}: registration still in the registry after the launcher exited`);
+  };
+  try {
+    for (let run = 0; run < LAUNCHER_RUNS; run++) {
+      const l = (current = startBenchLauncher(base, `laptop-${String.fromCharCode(97 + run)}`, sshd, registry, model.url));
+      try {
+        progressLine(`7. launcher start → registration, run ${run + 1}/${LAUNCHER_RUNS}`);
+        starts.push(await watchLauncherStart(l));
+        progressLine(`8. relay drops the connection, run ${run + 1}/${LAUNCHER_RUNS}`);
+        drops.push(await measureRecovery(l, relay, () => sshd.dropConnections(), false, 30_000));
+      } finally {
+        await stop(l);
+      }
+    }
+
+    // A launcher of its own, so its backoff starts fresh as in the drop runs.
+    const l = (current = startBenchLauncher(base, "laptop-frozen", sshd, registry, model.url));
+    let frozen: number[] = [];
+    const thaw = () => {
+      for (const p of frozen) {
+        tryKill(p, "SIGKILL");
+        tryKill(p, "SIGCONT");
+      }
+    };
+    cleanups.push(thaw);
+    let halfOpen: RecoverySample;
+    try {
+      await waitFor(() => readReg(l.regFile)?.version, { timeoutMs: 60_000, what: `${l.name} to register` });
+      progressLine("9. half-open tunnel: the relay's side frozen (ssh's keepalive takes about a minute)");
+      const freeze = () => {
+        // Only the per-connection processes and what they run: the listener keeps accepting.
+        const listener = sshd.listenerPid();
+        for (let pass = 0; pass < 2; pass++) {
+          const sessions = sshd.sessionPids();
+          const pids = [...new Set([...sessions, ...sessions.flatMap((p) => descendants(p))])].filter((p) => p !== listener && !frozen.includes(p));
+          for (const p of pids) tryKill(p, "SIGSTOP");
+          frozen.push(...pids);
+        }
+        if (frozen.length === 0) throw new Error("no sshd session processes to freeze");
+      };
+      halfOpen = { ...(await measureRecovery(l, relay, freeze, true, HALF_OPEN_LIMIT_MS)), frozen: frozen.length };
+    } finally {
+      thaw();
+      frozen = [];
+      await stop(l);
+    }
+    return { starts, drops, halfOpen, leftovers };
+  } catch (err) {
+    const tail = (s: string) => s.trim().split("\n").slice(-15).join("\n");
+    throw new Error(
+      `${(err as Error).message}\n--- launcher ${current?.name} log (tail) ---\n${tail(current?.log() ?? "")}\n--- its output ---\n${tail(current?.output() ?? "")}` +
+        `\n--- sshd log (tail) ---\n${tail(sshd.log())}\n--- opencode-mcp stderr (tail) ---\n${tail(relay.stderrTail())}`,
+      { cause: err },
+    );
+  } finally {
+    await relay.close();
+    await sshd.close();
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
@@ -626,6 +1033,9 @@ async function main(): Promise<void> {
     progressLine(`2. instances with ${size} registration${size === 1 ? "" : "s"}`);
     scale.push(await measureScale(size, tmp.path, oc, silent, refusedPorts));
   }
+
+  // Metrics 7, 8, 9: opencode-connected against a real sshd, each launcher with its own opencode.
+  const launcher = await measureLauncher(tmp.path, model);
 
   // ------------------------------------------------------------ report
   const rows: Row[] = [];
@@ -676,6 +1086,47 @@ async function main(): Promise<void> {
     goal: `≤ 150 MB: ${big?.rssMb === undefined ? "n/a" : versusGoal(big.rssMb, 150)}`,
     old: "-",
   });
+  const overheads = launcher.starts.map(launcherOverhead);
+  const overhead7 = median(overheads);
+  rows.push({
+    metric: `7. launcher start → registered on the relay, minus opencode's own start (median of ${LAUNCHER_RUNS})`,
+    measured: `${ms(overhead7)} [${overheads.map((x) => ms(x)).join(", ")}]`,
+    goal: `≤ 1 s: ${versusGoal(overhead7, 1_000)}`,
+    old: "-",
+  });
+  rows.push({
+    metric: "   … before opencode is spawned (node start, ssh connect, relay script ready)",
+    measured: ms(median(launcher.starts.map(beforeOpencode))),
+    goal: "-",
+    old: "-",
+  });
+  rows.push({
+    metric: "   … after opencode answers (noticing it, writing the registration)",
+    measured: ms(median(launcher.starts.map(afterOpencode))),
+    goal: "-",
+    old: "-",
+  });
+  rows.push({
+    metric: "   … of which until the launcher's own health probe saw the answer",
+    measured: ms(median(launcher.starts.map((st) => st.launcherNoticed - st.opencodeAnswered))),
+    goal: "-",
+    old: "-",
+  });
+  const drops = launcher.drops.map((d) => d.total);
+  const drop = median(drops);
+  rows.push({
+    metric: `8. relay drops the connection → send works again (median of ${LAUNCHER_RUNS})`,
+    measured: `${ms(drop)} [${drops.map((x) => ms(x)).join(", ")}]`,
+    goal: `≤ 2 s: ${versusGoal(drop, 2_000)}`,
+    old: `5–65 s: ${versusOld(drop, 5_000)} than its best`,
+  });
+  const half = launcher.halfOpen.total;
+  rows.push({
+    metric: "9. half-open tunnel (relay side frozen) → send works again",
+    measured: ms(half),
+    goal: `≤ 60 s: ${versusGoal(half, 60_000)}`,
+    old: `up to 90 s: ${versusOld(half, 90_000)}`,
+  });
 
   out();
   printTable(rows);
@@ -695,6 +1146,24 @@ async function main(): Promise<void> {
   }
   if (stream.lateNotifications) out(`- ${stream.lateNotifications} progress notifications reached the SDK client after it had taken the reply (typescript-sdk#2580)`);
   for (const f of stream.firstFailures) out(`- failure: ${f}`);
+  for (const st of launcher.starts) {
+    const at = (t: number) => ms(t - st.spawnedAt);
+    out(
+      `- launcher start ${st.name}: registered ${at(st.registered)} after spawn; ssh spawned ${at(st.sshSpawned)}, tunnel up ${at(st.tunnelUp)}` +
+        ` (ssh connect ${ms(st.tunnelUp - st.sshSpawned)}), opencode spawned ${at(st.opencodeStarted)}, answered ${at(st.opencodeAnswered)}` +
+        `${st.answeredByProbe ? ` (launcher noticed ${ms(st.launcherNoticed - st.opencodeAnswered)} later)` : " (launcher's log time)"}: opencode's own start ${ms(st.opencodeAnswered - st.opencodeStarted)}`,
+    );
+  }
+  const recovery = (r: RecoverySample) =>
+    `tunnel down +${ms(r.tunnelDown)} (${r.downDetail}), reconnect after ${Number.isFinite(r.backoffMs) ? `${r.backoffMs} ms` : "?"}, tunnel up +${ms(r.tunnelUp)}, ` +
+    `new registration +${ms(r.newRegistration)}, send ok +${ms(r.total)} (${r.attempts} attempt${r.attempts === 1 ? "" : "s"}${r.replyOk ? "" : ", UNEXPECTED REPLY"})`;
+  for (const d of launcher.drops) out(`- drop ${d.name}: ${recovery(d)}`);
+  const h = launcher.halfOpen;
+  out(
+    `- half-open ${h.name} (${h.frozen} sshd processes SIGSTOPped): ${recovery(h)}; sends started at the new registration;` +
+      ` ssh gave up after ${(h.tunnelDown / SERVER_ALIVE_INTERVAL_MS).toFixed(1)} × its ServerAliveInterval (15 s, ServerAliveCountMax 3)`,
+  );
+  for (const left of launcher.leftovers) out(`- LEFT BEHIND: ${left}`);
   for (const n of notes) out(`- note: ${n}`);
   out(`- machine: ${os.cpus().length} CPUs, node ${process.version}; bench took ${ms(performance.now() - began)}`);
 }

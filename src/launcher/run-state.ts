@@ -2,6 +2,7 @@
  * What each running launcher on this machine is doing, for `status`, `sessions` and `cleanup`:
  * one 0600 JSON file per run in the user's state directory, removed when the run ends.
  */
+import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 
@@ -35,7 +36,8 @@ export class RunStateStore {
   async write(state: RunState): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const file = path.join(this.dir, `${state.id}.json`);
-    const tmp = `${file}.${process.pid}.tmp`;
+    // Unique per write: two writes of one run may overlap (a tunnel state change and a save).
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
     await fs.writeFile(tmp, JSON.stringify({ ...state, updatedAt: new Date().toISOString() }, null, 2), { mode: 0o600 });
     await fs.rename(tmp, file);
   }

@@ -67,6 +67,8 @@ export function opencodeEnv(root: string, extra: NodeJS.ProcessEnv = {}): NodeJS
     XDG_STATE_HOME: path.join(root, "xdg-state"),
     XDG_CACHE_HOME: path.join(root, "xdg-cache"),
     OPENCODE_DISABLE_AUTOUPDATE: "1",
+    // Keep opencode off the network as far as it allows (it still looks up the npm registry at start).
+    OPENCODE_DISABLE_MODELS_FETCH: "1",
     ...extra,
   };
 }
