@@ -49,9 +49,10 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult, Progress } from "@modelcontextprotocol/sdk/types.js";
 import { PACKAGE_ROOT } from "../src/shared/package-info.js";
+import { launcherWorkspace } from "../test/support/launcher-workspace.js";
 import { RELAY_MAIN } from "../test/support/mcp.js";
 import { startModelServer, type ModelServer } from "../test/support/model-server.js";
-import { OPENCODE_BIN, opencodeConfig, opencodeEnv, startOpencode, type OpencodeInstance } from "../test/support/opencode.js";
+import { OPENCODE_BIN, startOpencode, type OpencodeInstance } from "../test/support/opencode.js";
 import { alive, descendants } from "../test/support/procs.js";
 import { closedPort } from "../test/support/socket-forward.js";
 import { startSshd, type Sshd } from "../test/support/sshd.js";
@@ -681,23 +682,16 @@ interface BenchLauncher {
 
 /** `opencode-connected --serve` in its own workspace, set up like test/e2e/launcher.test.ts. */
 function startBenchLauncher(base: string, name: string, sshd: Sshd, registry: string, modelUrl: string): BenchLauncher {
-  const root = path.join(base, `launcher-${name}`);
-  const cwd = path.join(root, "project");
-  mkdirSync(cwd, { recursive: true });
-  writeFileSync(path.join(cwd, "opencode.json"), JSON.stringify(opencodeConfig(modelUrl)));
   // Set rather than random so the bench can probe opencode's health itself; the launcher keeps it.
   const password = randomBytes(18).toString("base64url");
-  const env = opencodeEnv(root, {
-    RELAY_SSH_CMD: sshd.sshCmd,
-    RELAY_REGISTRY_DIR: registry,
-    INSTANCE_NAME: name,
-    OPENCODE_BIN,
-    LOG_LEVEL: "debug",
-    OPENCODE_SERVER_PASSWORD: password,
-    // opencode would fetch its model catalogue from the internet; the scripted model needs none of it.
-    OPENCODE_DISABLE_MODELS_FETCH: "1",
+  const { cwd, env, logFile } = launcherWorkspace({
+    base: path.join(base, "launchers"),
+    name,
+    modelUrl,
+    sshCmd: sshd.sshCmd,
+    registry,
+    extra: { OPENCODE_SERVER_PASSWORD: password },
   });
-  const logFile = path.join(root, "xdg-state", "opencode-relay", "opencode-connected.log");
   const spawnedAt = Date.now();
   const child = spawn(process.execPath, [LAUNCHER_MAIN, "--serve"], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";

@@ -5,13 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PACKAGE_ROOT } from "../../src/shared/package-info.js";
 import { startRelay, type RelayClient } from "../support/mcp.js";
 import { startModelServer, type ModelServer } from "../support/model-server.js";
-import { OPENCODE_BIN, opencodeConfig, opencodeEnv } from "../support/opencode.js";
+import { launcherWorkspace, type LauncherWorkspace } from "../support/launcher-workspace.js";
 import { alive, descendants } from "../support/procs.js";
 import { startSshd, type Sshd } from "../support/sshd.js";
 import { tempDir } from "../support/temp.js";
@@ -45,23 +45,11 @@ describe("opencode-connected end to end", { timeout: 600_000 }, () => {
 
   /** A project folder and environment for one launcher run; state and opencode data kept apart. */
   function workspace(name: string, extra: Record<string, string> = {}) {
-    const root = path.join(tmp.path, name);
-    const cwd = path.join(root, "project");
-    mkdirSync(cwd, { recursive: true });
-    writeFileSync(path.join(cwd, "opencode.json"), JSON.stringify(opencodeConfig(model.url)));
-    const env = opencodeEnv(root, {
-      RELAY_SSH_CMD: sshd.sshCmd,
-      RELAY_REGISTRY_DIR: registry,
-      INSTANCE_NAME: name,
-      OPENCODE_BIN,
-      LOG_LEVEL: "debug",
-      ...extra,
-    }) as Record<string, string>;
-    return { root, cwd, env, logFile: path.join(root, "xdg-state", "opencode-relay", "opencode-connected.log") };
+    return launcherWorkspace({ base: tmp.path, name, modelUrl: model.url, sshCmd: sshd.sshCmd, registry, extra });
   }
 
   /** `opencode-connected --serve`: the same launcher without a terminal. */
-  function launchServe(ws: ReturnType<typeof workspace>, args: string[] = ["--serve"]) {
+  function launchServe(ws: LauncherWorkspace, args: string[] = ["--serve"]) {
     const child = spawn(process.execPath, [LAUNCHER, ...args], { cwd: ws.cwd, env: ws.env, stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
