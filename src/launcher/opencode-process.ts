@@ -3,6 +3,14 @@
  * always with `--port` so its HTTP API is up, and a readiness wait on that API with a deadline.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { existsSync } from "node:fs";
+
+/**
+ * util-linux's setpriv, when present: opencode is started through `setpriv --pdeathsig TERM` so that it
+ * ends with the launcher even when the launcher is killed outright (kill -9, OOM killer) and cannot clean
+ * up; an orphaned opencode would keep its port and leak. setpriv execs opencode, so the pid is the same.
+ */
+const SETPRIV = process.platform === "linux" ? ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) : undefined;
 
 export interface OpencodeChild {
   child: ChildProcess;
@@ -17,11 +25,14 @@ export function spawnOpencode(opts: {
   env: NodeJS.ProcessEnv;
   cwd: string;
   spawn?: (cmd: string, args: string[], o: SpawnOptions) => ChildProcess;
+  /** End opencode when the launcher dies (Linux with setpriv). Default true. */
+  pdeathsig?: boolean;
 }): OpencodeChild {
   const args = opts.serve
     ? ["serve", "--port", String(opts.port), "--hostname", "127.0.0.1", ...opts.args]
     : ["--port", String(opts.port), "--hostname", "127.0.0.1", ...opts.args];
-  const child = (opts.spawn ?? nodeSpawn)(opts.bin, args, { stdio: opts.serve ? ["ignore", "ignore", "ignore"] : "inherit", env: opts.env, cwd: opts.cwd });
+  const [cmd, argv] = opts.pdeathsig !== false && SETPRIV ? [SETPRIV, ["--pdeathsig", "TERM", "--", opts.bin, ...args]] : [opts.bin, args];
+  const child = (opts.spawn ?? nodeSpawn)(cmd, argv, { stdio: opts.serve ? ["ignore", "ignore", "ignore"] : "inherit", env: opts.env, cwd: opts.cwd });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once("error", () => resolve({ code: 127, signal: null }));
     child.once("exit", (code, signal) => resolve({ code, signal }));

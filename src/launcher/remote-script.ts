@@ -6,10 +6,16 @@
  *   - waits for the forwarded socket to exist (socket mode), then says "ready";
  *   - writes every registration line it reads on stdin atomically (umask 077, temp file + rename) and
  *     answers "ok" — heartbeats are just more lines;
+ *   - answers a "check" line (sent every few seconds by launchers that saw "caps check") with "alive"
+ *     once it has verified that its forwarded socket still exists (gone, e.g. the registry was wiped:
+ *     "error: …", exit 7, and the launcher reconnects) and that the registration file is still this
+ *     connection's (replaced by garbage, a symlink or someone else's file, or removed: it is rewritten
+ *     from the last line, answered "restored");
  *   - when stdin ends or the connection dies, removes the registration only if it still carries this
  *     connection's nonce (a late cleanup never deletes a newer registration), and removes its socket.
  * Exit codes: 3 registry not writable, 4 name taken, 5 the forwarded socket did not appear, 6 refused by
- * a hardened relay's forced command (forcedCommandScript below).
+ * a hardened relay's forced command (forcedCommandScript below), 7 the tunnel's socket or registration
+ * was lost while connected (worth reconnecting at once).
  */
 import { shellQuote } from "./shell-words.js";
 
@@ -47,13 +53,30 @@ if [ -n "$sock" ]; then
   while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05 2>/dev/null || sleep 1; i=$((i+1)); done
   [ -S "$sock" ] || fail "the forwarded socket $sock did not appear" 5
 fi
+echo "caps check"
 echo ready
+last=
+write() { printf "%s\\n" "$1" > "$tmp" && mv -f "$tmp" "$file"; }
 while IFS= read -r line; do
-  printf "%s\\n" "$line" > "$tmp" && mv -f "$tmp" "$file" && echo ok
+  case $line in
+    check)
+      if [ -n "$sock" ] && [ ! -S "$sock" ]; then echo "error: the forwarded socket $sock is gone (registry directory wiped?)"; exit 7; fi
+      if [ -n "$last" ]; then
+        cur=
+        # Never read a symlink, FIFO or device someone put in our place: only a regular file.
+        if [ -f "$file" ] && [ ! -h "$file" ]; then IFS= read -r cur < "$file" 2>/dev/null || :; fi
+        case $cur in
+          *"\\"nonce\\":\\"$nonce\\""*) ;;
+          *) mkdir -p "$dir" 2>/dev/null; write "$last" || { echo "error: cannot rewrite $file"; exit 7; }; echo restored ;;
+        esac
+      fi
+      echo alive ;;
+    *) write "$line" || { echo "error: cannot write $file"; exit 7; }; last=$line; echo ok ;;
+  esac
 done
 `;
 
-export const REMOTE_EXIT = { registryUnwritable: 3, nameTaken: 4, socketMissing: 5, refused: 6 } as const;
+export const REMOTE_EXIT = { registryUnwritable: 3, nameTaken: 4, socketMissing: 5, refused: 6, lost: 7 } as const;
 
 /** The remote command line for ssh: `sh -c '<script>' opencode-relay DIR NAME ID NONCE SOCK`. */
 export function remoteCommand(args: { dir: string; name: string; id: string; nonce: string; socket?: string }): string {

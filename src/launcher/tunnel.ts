@@ -5,8 +5,14 @@
  * lines that the remote script (remote-script.ts) writes into the relay's registry. Heartbeats are more
  * lines on the same stdin, so no registration, heartbeat or probe ever opens another SSH connection.
  *
+ * Every CHECK_MS a "check" line asks the relay script to verify that the forwarded socket still exists and
+ * that the registration file is still ours (it rewrites it if not): a wiped registry or a replaced file is
+ * repaired within seconds, not at the next heartbeat.
+ *
  * Retry: 0.5 s, doubling with ±20% jitter up to 30 s; the backoff resets only after 60 s of healthy
- * tunnel. A wall-clock jump against the monotonic clock (the laptop slept) restarts the tunnel at once.
+ * tunnel. A wall-clock jump against the monotonic clock (the laptop slept), or the launcher itself having
+ * been frozen for seconds (SIGSTOP, a suspended VM), restarts the tunnel at once: the relay may well have
+ * given up on a connection that could not answer its keepalives.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -22,6 +28,8 @@ export const TUNNEL_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, fa
 /** A tunnel up this long has earned a fresh backoff. */
 export const HEALTHY_RESET_MS = 60_000;
 export const HEARTBEAT_MS = 20_000;
+/** How often a connected tunnel asks the relay script to check its socket and registration file. */
+export const CHECK_MS = 2_000;
 /** A wall-clock step larger than this beyond the monotonic clock means the machine was asleep. */
 const CLOCK_JUMP_MS = 5_000;
 /** Linux sun_path is 108 bytes including the NUL. */
@@ -57,6 +65,7 @@ export interface TunnelOptions {
   now?: () => number;
   monotonic?: () => number;
   heartbeatMs?: number;
+  checkMs?: number;
   /** How long the first connection may take before we call it failed. */
   connectTimeoutMs?: number;
 }
@@ -99,6 +108,9 @@ export class Tunnel extends EventEmitter {
   #closed = false;
   #wake = new AbortController();
   #heartbeat: NodeJS.Timeout | undefined;
+  #checkTimer: NodeJS.Timeout | undefined;
+  /** The current connection's relay script understands "check" lines. */
+  #canCheck = false;
   #clockTimer: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #upSince: number | undefined;
@@ -183,6 +195,7 @@ export class Tunnel extends EventEmitter {
       return { ok: false, fatal: true, message: `cannot run ${cmd}: ${(err as Error).message}` };
     }
     this.#child = child;
+    this.#canCheck = false;
     let stderr = "";
     let stdout = "";
     let allocatedPort: number | undefined;
@@ -212,6 +225,11 @@ export class Tunnel extends EventEmitter {
           clearTimeout(timer);
           resolve({ ok: true });
         } else if (line === "ok") {
+          this.emit("registered", this.#registration);
+        } else if (line === "caps check") {
+          if (this.#child === child) this.#canCheck = true;
+        } else if (line === "restored") {
+          this.#log.warn("the registration on the relay was missing or not ours: rewritten", { name: this.name });
           this.emit("registered", this.#registration);
         }
       });
@@ -272,6 +290,11 @@ export class Tunnel extends EventEmitter {
       if (this.#ready && this.#state === "up") this.#writeRegistration();
     }, this.#opts.heartbeatMs ?? HEARTBEAT_MS);
     this.#heartbeat.unref();
+    this.#checkTimer = setInterval(() => {
+      const child = this.#child;
+      if (this.#canCheck && this.#state === "up" && child?.stdin?.writable) child.stdin.write("check\n");
+    }, this.#opts.checkMs ?? CHECK_MS);
+    this.#checkTimer.unref();
     this.#loop = this.#run(first);
   }
 
@@ -319,9 +342,12 @@ export class Tunnel extends EventEmitter {
       const w = this.#now();
       const m = this.#monotonic();
       const drift = w - wall - (m - mono);
+      const tick = m - mono;
       wall = w;
       mono = m;
       if (Math.abs(drift) > CLOCK_JUMP_MS) this.restartNow(`the clock jumped ${Math.round(drift / 1000)} s (the machine slept?)`);
+      // A 1 s timer that fires seconds late: this process was frozen (SIGSTOP, a suspended VM or container).
+      else if (tick > 1_000 + CLOCK_JUMP_MS) this.restartNow(`the launcher was frozen for ${Math.round(tick / 1000)} s`);
     }, 1_000);
     this.#clockTimer.unref();
   }
@@ -342,6 +368,7 @@ export class Tunnel extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#checkTimer) clearInterval(this.#checkTimer);
     if (this.#clockTimer) clearInterval(this.#clockTimer);
     this.#wake.abort();
     const child = this.#child;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -142,4 +142,78 @@ test("an unwritable registry fails with exit 3 and says why", async () => {
   const s = runScript({ dir: "/proc/opencode-relay-nope", name: "lap", id: "me", nonce: "n" });
   assert.equal(await s.exited, 3);
   assert.match(s.lines.join("\n"), /^error: cannot create the registry directory/);
+});
+
+test("check: a replaced, symlinked or removed registration is rewritten from the last line; a healthy one is left alone", async () => {
+  const tmp = tempDir("ocr-script-");
+  const dir = path.join(tmp.path, "registry");
+  const file = path.join(dir, "lap.json");
+  const target = path.join(tmp.path, "elsewhere.json");
+  try {
+    const s = runScript({ dir, name: "lap", id: "id1", nonce: "n1" });
+    await waitFor(() => s.lines.includes("ready"), { what: "ready" });
+    assert.ok(s.lines.includes("caps check"), "the script announces that it understands check lines");
+    const count = (l: string) => s.lines.filter((x) => x === l).length;
+    const check = async () => {
+      const before = count("alive");
+      s.child.stdin.write("check\n");
+      await waitFor(() => count("alive") === before + 1, { what: "alive" });
+    };
+    // Before any registration there is nothing to restore.
+    await check();
+    assert.ok(!existsSync(file));
+    s.child.stdin.write(`${reg("lap", "id1", "n1")}\n`);
+    await waitFor(() => count("ok") === 1, { what: "ok" });
+    await check();
+    assert.equal(count("restored"), 0, "our own file is left alone");
+
+    writeFileSync(file, "garbage{");
+    await check();
+    assert.equal(count("restored"), 1);
+    assert.equal(JSON.parse(readFileSync(file, "utf8")).nonce, "n1");
+
+    writeFileSync(file, reg("lap", "someone-else", "other"));
+    await check();
+    assert.equal(count("restored"), 2);
+    assert.equal(JSON.parse(readFileSync(file, "utf8")).nonce, "n1");
+
+    writeFileSync(target, reg("lap", "id1", "n1"));
+    rmSync(file);
+    symlinkSync(target, file);
+    await check();
+    assert.equal(count("restored"), 3, "a symlink is replaced even when it points at our content");
+    assert.ok(!lstatSync(file).isSymbolicLink());
+    assert.equal(readFileSync(target, "utf8"), reg("lap", "id1", "n1"), "the symlink's target is never written");
+
+    rmSync(dir, { recursive: true });
+    await check();
+    assert.equal(count("restored"), 4, "a wiped registry (tcp forward) is recreated with the registration");
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    assert.equal(JSON.parse(readFileSync(file, "utf8")).nonce, "n1");
+    s.child.stdin.end();
+    assert.equal(await s.exited, 0);
+  } finally {
+    tmp.remove();
+  }
+});
+
+test("check: a forwarded socket that vanished ends the connection with exit 7, so the launcher reconnects", async () => {
+  const tmp = tempDir("ocr-script-");
+  const sock = path.join(tmp.path, "lap-n.sock");
+  const server = net.createServer();
+  try {
+    await new Promise<void>((r) => server.listen(sock, () => r()));
+    const s = runScript({ dir: tmp.path, name: "lap", id: "me", nonce: "n", socket: sock });
+    await waitFor(() => s.lines.includes("ready"), { what: "ready" });
+    s.child.stdin.write(`${reg("lap", "me", "n")}\n`);
+    await waitFor(() => s.lines.includes("ok"), { what: "ok" });
+    rmSync(sock);
+    s.child.stdin.write("check\n");
+    assert.equal(await s.exited, 7);
+    assert.match(s.lines.join("\n"), /^error: the forwarded socket .* is gone/m);
+    assert.ok(!existsSync(path.join(tmp.path, "lap.json")), "its registration is removed on the way out");
+  } finally {
+    server.close();
+    tmp.remove();
+  }
 });
