@@ -192,6 +192,31 @@ describe("opencode-mcp end to end", { timeout: 300_000 }, () => {
     assert.match(gone.text, /No instance matches "desk-new"/);
   });
 
+  test("a tunnel that reconnects on a new socket mid-turn: send follows it and returns the whole reply", async () => {
+    const first = await forwardUnixSocket(path.join(registry, "moving-aaaa.sock"), web.port);
+    let second: SocketForward | undefined;
+    cleanups.push(async () => {
+      await first.close();
+      await second?.close();
+    });
+    register("moving", { port: undefined, socket: first.path, localPort: web.port });
+    await waitFor(async () => (await listed()).some((i) => i.name === "moving" && i.status === "online"), { what: "moving online" });
+    const text = "One two three four five six seven eight nine ten eleven twelve.";
+    let moved: Promise<void> | undefined;
+    const r = await relay.call("send", { instance: "moving", message: `/slow 12 ${text}`, new_session: true }, () => {
+      // The launcher's ssh died and reconnected: the old socket is gone, a new one is registered.
+      moved ??= (async () => {
+        await first.close();
+        second = await forwardUnixSocket(path.join(registry, "moving-bbbb.sock"), web.port);
+        register("moving", { port: undefined, socket: second.path, localPort: web.port });
+      })();
+    });
+    await moved;
+    assert.ok(moved, "the move happened during the turn");
+    assert.ok(!r.isError, r.text);
+    assert.equal(r.text, text);
+  });
+
   test("wrong credentials are reported as such, not as offline", async () => {
     const file = register("wrongpw", { port: api.port, auth: { username: "opencode", password: "not-it" } });
     cleanups.push(async () => (await import("node:fs")).rmSync(file, { force: true }));

@@ -8,6 +8,7 @@
  *   `/permission`     calls the bash tool (a permission prompt when bash is set to "ask")
  *   `/hang`           never answers until the request is aborted
  *   `/chunks N text`  streams `text` split into N chunks
+ *   `/slow N text`    the same, 150 ms between chunks (a turn long enough to break something mid-way)
  *   anything else     streams "Reply to: <message>" in several chunks
  * Title generation requests (opencode's small model) get a fixed short title.
  */
@@ -70,10 +71,22 @@ export function defaultScript(req: ChatRequest): Reply {
   if (msg.startsWith("/hang")) return { kind: "hang" };
   const chunked = /^\/chunks (\d+) ([\s\S]*)$/.exec(msg);
   if (chunked) return { kind: "text", chunks: splitChunks(chunked[2] ?? "", Number(chunked[1])) };
+  const slow = /^\/slow (\d+) ([\s\S]*)$/.exec(msg);
+  if (slow) return { kind: "text", chunks: splitChunks(slow[2] ?? "", Number(slow[1])), delayMs: 150 };
   return { kind: "text", chunks: splitChunks(`Reply to: ${msg}`, 6) };
 }
 
-export async function startModelServer(script: (req: ChatRequest) => Reply = defaultScript): Promise<ModelServer> {
+export interface ModelServerOptions {
+  /** Default 0: any free port. */
+  port?: number;
+  /**
+   * Called once a text reply has been written to opencode completely (the last chunk and [DONE] flushed):
+   * what the model has produced, for checks that nothing produced is lost or duplicated.
+   */
+  onProduced?: (reply: string, req: ChatRequest) => void;
+}
+
+export async function startModelServer(script: (req: ChatRequest) => Reply = defaultScript, opts: ModelServerOptions = {}): Promise<ModelServer> {
   const requests: ChatRequest[] = [];
   const replies: string[] = [];
   const sockets = new Set<import("node:net").Socket>();
@@ -94,14 +107,18 @@ export async function startModelServer(script: (req: ChatRequest) => Reply = def
       }
       requests.push(parsed);
       const reply = script(parsed);
-      void respond(parsed, reply, res, isTitleRequest(parsed) ? undefined : replies);
+      const title = isTitleRequest(parsed);
+      void respond(parsed, reply, res, title ? undefined : replies, title ? undefined : opts.onProduced);
     });
   });
   server.on("connection", (s) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, "127.0.0.1", resolve);
+  });
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/v1`,
@@ -116,7 +133,7 @@ export async function startModelServer(script: (req: ChatRequest) => Reply = def
   };
 }
 
-async function respond(req: ChatRequest, reply: Reply, res: http.ServerResponse, replies?: string[]): Promise<void> {
+async function respond(req: ChatRequest, reply: Reply, res: http.ServerResponse, replies?: string[], onProduced?: ModelServerOptions["onProduced"]): Promise<void> {
   const id = `chatcmpl-${Math.random().toString(36).slice(2)}`;
   const created = Math.floor(Date.now() / 1000);
   const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
@@ -146,5 +163,8 @@ async function respond(req: ChatRequest, reply: Reply, res: http.ServerResponse,
     }
     res.write(chunk({}, "stop"));
   }
-  res.end("data: [DONE]\n\n");
+  const text = reply.kind === "text" ? reply.chunks.join("") : undefined;
+  res.end("data: [DONE]\n\n", () => {
+    if (text !== undefined && onProduced) onProduced(text, req);
+  });
 }

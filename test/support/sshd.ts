@@ -31,10 +31,19 @@ export interface SshdOptions {
   /** Prefix for the authorized_keys line, e.g. `restrict,port-forwarding,command="…"`. */
   authorizedKeysOptions?: string;
   readyTimeoutMs?: number;
+  /**
+   * Run sshd inside this network namespace (`ip netns exec`), listening on `listenAddress` (there,
+   * 0.0.0.0 is fine: the namespace is the test's own) and `port` (default 2222).
+   */
+  netns?: string;
+  listenAddress?: string;
+  port?: number;
+  /** Addresses clients use to reach it: known_hosts trusts each; sshCmd uses the first. Default: the listen address. */
+  clientAddresses?: string[];
 }
 
 export interface Sshd {
-  /** sshd listens on 127.0.0.1:port. */
+  /** sshd listens on port (on 127.0.0.1 unless listenAddress says otherwise). */
   port: number;
   /** The login user: the current user (os.userInfo().username). */
   user: string;
@@ -48,6 +57,8 @@ export interface Sshd {
   sshCmd: string;
   /** The same with a generated key that is NOT authorized. */
   badKeySshCmd: string;
+  /** sshCmd for another of the client addresses. */
+  sshCmdFor(address: string): string;
   /** The listener's pid while it runs. */
   listenerPid(): number | undefined;
   /**
@@ -157,7 +168,7 @@ async function keygen(file: string, comment: string): Promise<void> {
   await execFileP("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file]);
 }
 
-function sshCommandFor(port: number, key: string, knownHosts: string, user: string): string {
+function sshCommandFor(port: number, key: string, knownHosts: string, user: string, address = "127.0.0.1"): string {
   // -F /dev/null: no ~/.ssh/config or /etc/ssh/ssh_config (ControlMaster, SendEnv, … would leak in).
   // No LogLevel: ssh keeps the first value it sees for each option, so LogLevel=ERROR here would also
   // hide "Allocated port N for remote forward" (an INFO message) from anyone appending options.
@@ -171,7 +182,7 @@ function sshCommandFor(port: number, key: string, knownHosts: string, user: stri
     "-o", "StrictHostKeyChecking=yes",
     "-o", "IdentitiesOnly=yes",
     "-o", "BatchMode=yes",
-    `${user}@127.0.0.1`,
+    `${user}@${address}`,
   ].join(" ");
 }
 
@@ -211,14 +222,16 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     const config = path.join(dir, "sshd_config");
     await Promise.all([keygen(hostKey, "ocr-test-host"), keygen(clientKey, "ocr-test-client"), keygen(badKey, "ocr-test-bad")]);
 
-    const port = await getPort({ host: "127.0.0.1" });
+    const listen = opts.listenAddress ?? "127.0.0.1";
+    const addresses = opts.clientAddresses ?? [listen];
+    const port = opts.netns ? (opts.port ?? 2222) : (opts.port ?? (await getPort({ host: "127.0.0.1" })));
     const pubkey = readFileSync(`${clientKey}.pub`, "utf8").trim();
     writeFileSync(authorizedKeys, `${opts.authorizedKeysOptions ? `${opts.authorizedKeysOptions} ` : ""}${pubkey}\n`, { mode: 0o600 });
     const [hostType, hostBlob] = readFileSync(`${hostKey}.pub`, "utf8").trim().split(/\s+/);
-    writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostType} ${hostBlob}\n`);
+    writeFileSync(knownHosts, addresses.map((a) => `[${a}]:${port} ${hostType} ${hostBlob}\n`).join(""));
     const lines = [
       `Port ${port}`,
-      "ListenAddress 127.0.0.1",
+      `ListenAddress ${listen}`,
       `HostKey ${hostKey}`,
       `PidFile ${path.join(dir, "sshd.pid")}`,
       `AuthorizedKeysFile ${authorizedKeys}`,
@@ -253,7 +266,10 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
     const readyTimeoutMs = opts.readyTimeoutMs ?? 10_000;
 
     const start = async () => {
-      const c = spawn(SSHD_BIN, ["-D", "-e", "-f", config], { stdio: ["ignore", "pipe", "pipe"], detached: false });
+      const argv = [SSHD_BIN, "-D", "-e", "-f", config];
+      // ip netns exec execs sshd: the pid is sshd's own.
+      const [cmd, ...args] = opts.netns ? ["ip", "netns", "exec", opts.netns, ...argv] : argv;
+      const c = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"], detached: false });
       child = c;
       running.add(c);
       let spawnError: Error | undefined;
@@ -268,10 +284,11 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
         await waitFor(
           async () => {
             if (gone()) return true;
-            if (logText.slice(runStart).includes(`Server listening on 127.0.0.1 port ${port}`)) return true;
-            return readBanner(port);
+            if (logText.slice(runStart).includes(`Server listening on ${listen} port ${port}`)) return true;
+            // Inside a namespace only its log can tell (the listener is not reachable from here).
+            return opts.netns ? false : readBanner(port);
           },
-          { timeoutMs: readyTimeoutMs, what: `sshd to listen on 127.0.0.1:${port}` },
+          { timeoutMs: readyTimeoutMs, what: `sshd to listen on ${listen}:${port}${opts.netns ? ` in ${opts.netns}` : ""}` },
         );
       } catch (err) {
         await stopChild();
@@ -313,8 +330,9 @@ export async function startSshd(opts: SshdOptions = {}): Promise<Sshd> {
       dir,
       clientKey,
       knownHosts,
-      sshCmd: sshCommandFor(port, clientKey, knownHosts, user),
-      badKeySshCmd: sshCommandFor(port, badKey, knownHosts, user),
+      sshCmd: sshCommandFor(port, clientKey, knownHosts, user, addresses[0]),
+      badKeySshCmd: sshCommandFor(port, badKey, knownHosts, user, addresses[0]),
+      sshCmdFor: (address: string) => sshCommandFor(port, clientKey, knownHosts, user, address),
       listenerPid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
       sessionPids: () => {
         const pid = child?.pid;

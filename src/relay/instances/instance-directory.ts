@@ -106,6 +106,11 @@ export class InstanceDirectory {
     return this.endpoints().find((e) => e.key === key);
   }
 
+  /** The client for an instance as registered now (a reconnected tunnel may have moved it). */
+  clientFor(key: string): OpencodeClient | undefined {
+    return this.#clientFor(key);
+  }
+
   #clientFor(key: string): OpencodeClient | undefined {
     const cached = this.#clients.get(key);
     if (cached) return cached.client;

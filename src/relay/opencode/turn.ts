@@ -44,6 +44,11 @@ export interface TurnOptions {
   connectTimeoutMs?: number;
   /** A subscription the caller opened early (in parallel with its own lookups); the turn closes it. */
   feed?: EventFeed;
+  /**
+   * The instance's client as registered now. A dropped stream usually means the tunnel reconnected, on a
+   * new socket or port: re-subscribing through the old client would knock on a door that is gone.
+   */
+  currentClient?: () => OpencodeClient | undefined;
 }
 
 /** Separator between consecutive text parts, in the streamed deltas and in the final reply alike. */
@@ -266,7 +271,8 @@ export function replyText(messages: Array<{ info: Message; parts: Part[] }>, use
 /** Submits `text` and follows the turn to its end. Throws only when the prompt could not be submitted. */
 export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
   const log = opts.logger ?? silentLogger;
-  const { client, sessionID } = opts;
+  const { sessionID } = opts;
+  let client = opts.client;
   const deadline = Date.now() + opts.timeoutMs;
   const connectTimeout = opts.connectTimeoutMs ?? 10_000;
   const tracker = new TurnTracker(sessionID, opts.onDelta);
@@ -306,9 +312,16 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
       try {
         feed = await retry(
           async () => {
-            const next = openEventFeed(client, opts.signal);
+            const via = opts.currentClient?.() ?? client;
+            const next = openEventFeed(via, opts.signal);
             next.setHandler((ev) => tracker.handle(ev));
-            await within(next.connected, Math.max(1, Math.min(connectTimeout, deadline - Date.now())), "re-subscribing");
+            try {
+              await within(next.connected, Math.max(1, Math.min(connectTimeout, deadline - Date.now())), "re-subscribing");
+            } catch (err) {
+              next.close();
+              throw err;
+            }
+            client = via;
             return next;
           },
           { initialMs: 100, maxMs: 2_000, jitter: 0.2, attempts: Infinity, signal: AbortSignal.any([AbortSignal.timeout(Math.max(1, deadline - Date.now())), ...(opts.signal ? [opts.signal] : [])]), sleep },

@@ -81,8 +81,13 @@ export async function readRegistration(dir: string, file: string): Promise<ReadR
     const st = await handle.stat();
     const version = versionOf(st);
     if (!st.isFile()) return { ok: false, problem: "is not a regular file", transient: false, version };
-    if (uid !== undefined && uid !== 0 && st.uid !== uid) {
-      return { ok: false, problem: `belongs to uid ${st.uid}, not to this user`, transient: false, version };
+    // Trusted writers: this user, and the registry directory's owner (a root relay serving tunnels that
+    // log in as another account). Anyone else's file could route our calls into their own socket.
+    if (uid !== undefined && st.uid !== uid) {
+      const dirUid = (await fs.lstat(dir)).uid;
+      if (st.uid !== dirUid) {
+        return { ok: false, problem: `belongs to uid ${st.uid}, neither this user (uid ${uid}) nor the registry directory's owner (uid ${dirUid})`, transient: false, version };
+      }
     }
     if (st.size > MAX_REGISTRATION_BYTES) return { ok: false, problem: `is larger than ${MAX_REGISTRATION_BYTES} bytes`, transient: false, version };
     const text = (await handle.readFile()).toString("utf8");

@@ -181,6 +181,7 @@ async function handleSend(args: SendArgs, extra: Extra, deps: ToolDeps, note: Ca
       signal: deps.shutdown ? AbortSignal.any([extra.signal, deps.shutdown]) : extra.signal,
       ...(onDelta ? { onDelta } : {}),
       ...(feed ? { feed } : {}),
+      currentClient: () => deps.directory.clientFor(instance.endpoint.key),
       logger: log,
     });
     if (sent.length) {

@@ -86,8 +86,13 @@ describe("local-relay transport", () => {
     try {
       chownSync(sock, 4242, 4242); // as root, make it another user's socket
       writeFileSync(path.join(dir, "hijack.json"), registration("hijack", { port: undefined, socket: sock }));
+      // The same user's file AND socket: a root relay must not trust them either (only itself and the
+      // registry directory's owner may register).
+      const theirs = path.join(dir, "theirs.json");
+      writeFileSync(theirs, registration("theirs", { port: undefined, socket: sock }));
+      chownSync(theirs, 4242, 4242);
       await waitFor(
-        () => ["evil.json.*symlink", "other.json.*does not match", "trav.json.*path separator", "hijack.json.*belongs to uid 4242"].every((re) => new RegExp(re).test(log)),
+        () => ["evil.json.*symlink", "other.json.*does not match", "trav.json.*path separator", "hijack.json.*belongs to uid 4242", "theirs.json.*belongs to uid 4242, neither"].every((re) => new RegExp(re).test(log)),
         { what: "each refusal reported", timeoutMs: 5_000 },
       );
       assert.equal(transport.list().length, 0);
