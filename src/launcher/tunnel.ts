@@ -30,6 +30,12 @@ export const HEALTHY_RESET_MS = 60_000;
 export const HEARTBEAT_MS = 20_000;
 /** How often a connected tunnel asks the relay script to check its socket and registration file. */
 export const CHECK_MS = 2_000;
+/**
+ * No "alive" for this long although checks were sent: the relay script is gone while ssh lingers (it
+ * waits for forwarded connections to close before exiting). Reconnect. Generous, so a slow link is not
+ * mistaken for a dead script; a dead connection is ServerAlive's to notice.
+ */
+export const CHECK_DEAD_MS = 30_000;
 /** A wall-clock step larger than this beyond the monotonic clock means the machine was asleep. */
 const CLOCK_JUMP_MS = 5_000;
 /** Linux sun_path is 108 bytes including the NUL. */
@@ -87,7 +93,9 @@ export function classifySshFailure(stderr: string, exitCode: number | null, stdo
   }
   if (/Could not resolve hostname/i.test(stderr)) return { fatal: true, message: `${last}: check the host in RELAY_SSH_CMD` };
   if (/remote port forwarding failed|forwarding.*(denied|prohibited|disabled)|administratively prohibited/i.test(stderr)) {
-    return { fatal: true, message: `the relay refused the reverse forward (${last}): allow it in the relay's sshd (AllowStreamLocalForwarding / AllowTcpForwarding), or try RELAY_FORWARD=tcp` };
+    const listenPath = /listen path (\S+)/.exec(last)?.[1];
+    const dir = listenPath ? `; and check that the directory of ${listenPath} exists on the relay (opencode-mcp creates RELAY_REGISTRY_DIR)` : "";
+    return { fatal: true, message: `the relay refused the reverse forward (${last}): allow it in the relay's sshd (AllowStreamLocalForwarding / AllowTcpForwarding), or try RELAY_FORWARD=tcp${dir}` };
   }
   if (exitCode === 127 || /command not found|not found$/im.test(stderr)) return { fatal: true, message: `a command was not found (${last}): check RELAY_SSH_CMD` };
   if (/Bad configuration option|Bad .* option|illegal option|usage: ssh/i.test(stderr)) return { fatal: true, message: `ssh rejected its arguments (${last}): check RELAY_SSH_CMD` };
@@ -111,6 +119,8 @@ export class Tunnel extends EventEmitter {
   #checkTimer: NodeJS.Timeout | undefined;
   /** The current connection's relay script understands "check" lines. */
   #canCheck = false;
+  /** When the relay script last answered a check (or the connection came up). */
+  #lastAlive = 0;
   #clockTimer: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #upSince: number | undefined;
@@ -228,9 +238,16 @@ export class Tunnel extends EventEmitter {
           this.emit("registered", this.#registration);
         } else if (line === "caps check") {
           if (this.#child === child) this.#canCheck = true;
+        } else if (line === "alive") {
+          if (this.#child === child) this.#lastAlive = this.#monotonic();
         } else if (line === "restored") {
           this.#log.warn("the registration on the relay was missing or not ours: rewritten", { name: this.name });
           this.emit("registered", this.#registration);
+        } else if (line.startsWith("error: ") && this.#child === child && this.#state === "up") {
+          // The relay script gave up (its socket is gone: registry wiped). ssh would linger while the
+          // relay holds forwarded connections open; this connection is useless, so end it now.
+          this.#log.warn("the relay script ended the connection", { detail: line.slice("error: ".length) });
+          child.kill("SIGTERM");
         }
       });
       void exited.then((code) => {
@@ -292,7 +309,12 @@ export class Tunnel extends EventEmitter {
     this.#heartbeat.unref();
     this.#checkTimer = setInterval(() => {
       const child = this.#child;
-      if (this.#canCheck && this.#state === "up" && child?.stdin?.writable) child.stdin.write("check\n");
+      if (!this.#canCheck || this.#state !== "up" || !child?.stdin?.writable) return;
+      if (this.#monotonic() - this.#lastAlive > CHECK_DEAD_MS) {
+        this.restartNow(`the relay script has not answered for ${Math.round(CHECK_DEAD_MS / 1000)} s`);
+        return;
+      }
+      child.stdin.write("check\n");
     }, this.#opts.checkMs ?? CHECK_MS);
     this.#checkTimer.unref();
     this.#loop = this.#run(first);
@@ -309,6 +331,7 @@ export class Tunnel extends EventEmitter {
       if (this.#closed) break;
       if (result.ok) {
         this.#upSince = this.#monotonic();
+        this.#lastAlive = this.#upSince;
         this.#lastFailure = undefined;
         this.#setState("up");
         const ended = await this.#attemptEnded!;

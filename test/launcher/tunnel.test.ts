@@ -3,7 +3,8 @@
  * on close, and the sleep/resume path (a wall-clock jump restarts the tunnel at once).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { splitShellWords } from "../../src/launcher/shell-words.js";
@@ -61,6 +62,46 @@ test("after a drop, a wall-clock jump (the laptop woke up) reconnects at once, w
     await tunnel.close();
   }
   await waitFor(() => nonceOf("sleepy") === undefined, { what: "close() to remove the registration through the relay script" });
+});
+
+test("a wiped registry: the tunnel reconnects within seconds on a new socket, even while the relay holds a connection through the old one", async () => {
+  const local = net.createServer((c) => c.on("data", () => {})); // opencode's stand-in: accepts, stays open
+  await new Promise<void>((r) => local.listen(0, "127.0.0.1", () => r()));
+  const localPort = (local.address() as net.AddressInfo).port;
+  const registry = path.join(tmp.path, "wiped");
+  mkdirSync(registry, { mode: 0o700 });
+  const tunnel = new Tunnel({
+    sshCommand: splitShellWords(sshd.sshCmd),
+    registryDir: registry,
+    forward: "socket",
+    localPort,
+    base: { name: "wipe", hostname: "laptop", localPort, cwd: "/", id: "run-2", pid: process.pid },
+    checkMs: 200,
+  });
+  const held: net.Socket[] = [];
+  try {
+    const first = await tunnel.attempt();
+    assert.ok(first.ok, JSON.stringify(first));
+    tunnel.setReady({ version: "test" });
+    tunnel.start(first);
+    const reg = await waitFor(() => (existsSync(path.join(registry, "wipe.json")) ? tunnel.registration : undefined), { what: "the first registration" });
+    // The relay keeps a connection open through the forward (an idle keep-alive, a long poll): ssh
+    // would wait for it to close before exiting when the relay script ends.
+    const conn = net.connect(reg.socket!);
+    held.push(conn);
+    await new Promise<void>((r, j) => conn.once("connect", () => r()).once("error", j));
+    rmSync(registry, { recursive: true });
+    mkdirSync(registry, { mode: 0o700 }); // the relay recreates its registry
+    const again = await waitFor(() => (tunnel.state === "up" && tunnel.registration?.nonce !== reg.nonce && existsSync(path.join(registry, "wipe.json")) ? tunnel.registration : undefined), {
+      timeoutMs: 10_000,
+      what: "a new connection and registration after the wipe",
+    });
+    assert.ok(existsSync(again.socket!), "the new forwarded socket exists");
+  } finally {
+    for (const c of held) c.destroy();
+    await tunnel.close();
+    await new Promise<void>((r) => local.close(() => r()));
+  }
 });
 
 test("the ssh command missing is fatal, with a line saying so", async () => {
