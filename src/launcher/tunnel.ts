@@ -10,7 +10,7 @@
  * repaired within seconds, not at the next heartbeat.
  *
  * Retry: 0.5 s, doubling with ±20% jitter up to 30 s; the backoff resets only after 60 s of healthy
- * tunnel. A wall-clock jump against the monotonic clock (the laptop slept), or the launcher itself having
+ * tunnel. While this machine has no network at all, every second instead (OFFLINE_RETRY_MS). A wall-clock jump against the monotonic clock (the laptop slept), or the launcher itself having
  * been frozen for seconds (SIGSTOP, a suspended VM), restarts the tunnel at once: the relay may well have
  * given up on a connection that could not answer its keepalives.
  */
@@ -36,6 +36,13 @@ export const CHECK_MS = 2_000;
  * mistaken for a dead script; a dead connection is ServerAlive's to notice.
  */
 export const CHECK_DEAD_MS = 30_000;
+/**
+ * Failures that never reached the relay (no network here: Wi-Fi gone, no route, no DNS) cost the relay
+ * nothing, so they are retried this often without growing the backoff: the tunnel is back about a second
+ * after the network is.
+ */
+export const OFFLINE_RETRY_MS = 1_000;
+const LOCAL_NETWORK_FAILURE = /Network is unreachable|No route to host|Could not resolve hostname|Temporary failure in name resolution|Name or service not known/i;
 /** A wall-clock step larger than this beyond the monotonic clock means the machine was asleep. */
 const CLOCK_JUMP_MS = 5_000;
 /** Linux sun_path is 108 bytes including the NUL. */
@@ -345,8 +352,9 @@ export class Tunnel extends EventEmitter {
         this.#setState("down", result.message);
         if (result.nameTaken) this.#log.warn("name taken on the relay by another live launcher; retrying", { name: this.name });
       }
+      const offline = !result.ok && LOCAL_NETWORK_FAILURE.test(result.message);
       result = undefined;
-      const delay = backoffDelay(TUNNEL_BACKOFF, failures++, this.#opts.random);
+      const delay = offline ? OFFLINE_RETRY_MS : backoffDelay(TUNNEL_BACKOFF, failures++, this.#opts.random);
       this.#log.info("reconnecting", { inMs: Math.round(delay) });
       try {
         await this.#sleep(delay, this.#wake.signal);

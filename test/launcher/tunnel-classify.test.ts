@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TUNNEL_BACKOFF, classifySshFailure } from "../../src/launcher/tunnel.js";
-import { backoffDelay } from "../../src/shared/retry.js";
+import { TUNNEL_BACKOFF, Tunnel, classifySshFailure } from "../../src/launcher/tunnel.js";
+import { backoffDelay, type Sleep } from "../../src/shared/retry.js";
+import { waitFor } from "../support/wait.js";
 
 test("failures that retrying cannot fix are fatal, with a line saying what to fix", () => {
   const cases: Array<[string, number | null, RegExp]> = [
@@ -32,4 +33,30 @@ test("backoff: 0.5 s first, doubling with ±20% jitter, capped at 30 s", () => {
   assert.equal(backoffDelay(TUNNEL_BACKOFF, 0, () => 1), 600);
   assert.equal(backoffDelay(TUNNEL_BACKOFF, 20, () => 0.5), 30_000);
   assert.ok(backoffDelay(TUNNEL_BACKOFF, 20, () => 1) <= 36_000);
+});
+
+test("with no network on this machine the tunnel retries every second instead of backing off; the relay's refusals still back off", async () => {
+  const run = async (stderrLine: string) => {
+    const delays: number[] = [];
+    let tunnel: Tunnel | undefined;
+    const sleep: Sleep = async (ms) => {
+      delays.push(ms);
+      if (delays.length >= 6) void tunnel?.close();
+    };
+    // A real process standing in for ssh that fails the way ssh does.
+    tunnel = new Tunnel({
+      sshCommand: ["sh", "-c", `echo '${stderrLine}' >&2; exit 255`, "ssh"],
+      registryDir: "/tmp/unused",
+      forward: "tcp",
+      localPort: 9,
+      base: { name: "offline", hostname: "laptop", localPort: 9, cwd: "/", id: "run-x", pid: process.pid },
+      sleep,
+      random: () => 0.5,
+    });
+    tunnel.start();
+    await waitFor(() => tunnel!.state === "closed", { what: "six attempts" });
+    return delays;
+  };
+  assert.deepEqual(await run("ssh: connect to host 10.0.0.1 port 22: Network is unreachable"), [1000, 1000, 1000, 1000, 1000, 1000]);
+  assert.deepEqual(await run("ssh: connect to host 10.0.0.1 port 22: Connection refused"), [500, 1000, 2000, 4000, 8000, 16000]);
 });
