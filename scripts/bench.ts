@@ -36,6 +36,11 @@
  *     a send succeeds; sends start once the registration carries a new nonce (before that there is
  *     nothing to reach, and a send to the frozen tunnel would only wait for the relay's health timeout).
  *
+ * 10. The chaos suite (test/chaos): relay and laptops in network namespaces, every fault injected while
+ *     turns run, and the load run; its report table is printed here as it is by `npm run test:chaos`.
+ *     BENCH_CHAOS=0 leaves it out (it takes several minutes); it needs root, like the suite.
+ *
+ * As root, the bench runs in a network namespace with only loopback (scripts/offline.ts).
  * Speed goals are printed, not asserted. Exit 1 only when the benchmark itself could not run.
  */
 import { spawn } from "node:child_process";
@@ -58,6 +63,9 @@ import { closedPort } from "../test/support/socket-forward.js";
 import { startSshd, type Sshd } from "../test/support/sshd.js";
 import { tempDir } from "../test/support/temp.js";
 import { waitFor } from "../test/support/wait.js";
+import { NetnsUnavailableError } from "../test/chaos/netns.js";
+import { printReport, runChaos } from "../test/chaos/run.js";
+import { rerunOffline } from "./offline.js";
 
 const DISCOVERY_RUNS = 3;
 const ROUND_TRIPS = 20;
@@ -1160,7 +1168,23 @@ async function main(): Promise<void> {
   for (const left of launcher.leftovers) out(`- LEFT BEHIND: ${left}`);
   for (const n of notes) out(`- note: ${n}`);
   out(`- machine: ${os.cpus().length} CPUs, node ${process.version}; bench took ${ms(performance.now() - began)}`);
+
+  out();
+  if (process.env.BENCH_CHAOS === "0") {
+    out("10. chaos suite: left out (BENCH_CHAOS=0); run npm run test:chaos");
+    return;
+  }
+  out("10. chaos suite (the same run as npm run test:chaos):");
+  try {
+    printReport(await runChaos({ log: progressLine }), out);
+  } catch (err) {
+    if (!(err instanceof NetnsUnavailableError)) throw err;
+    out(`   not run: ${err.message}`);
+  }
 }
+
+const offline = rerunOffline((l) => process.stderr.write(`bench: ${l}\n`));
+if (offline !== undefined) process.exit(offline);
 
 main()
   .then(() => runCleanups())

@@ -35,6 +35,13 @@ if [ -f "$file" ]; then
     # Our own earlier connection, killed before its cleanup could run: its socket is ours to remove.
     # Only a plain file name directly in the registry: in case patterns * also matches / and ..
     case "$other" in "$dir"/*/*|*/../*) ;; "$dir"/*.sock) [ "$other" != "$sock" ] && rm -f "$other" ;; esac
+    # Sockets of this run's connections that died before they registered (sshd never removes them),
+    # unless some registration names them.
+    if [ -n "$sock" ]; then
+      for s in "\${sock%-*}"-????????????????.sock; do
+        if [ "$s" != "$sock" ] && [ -S "$s" ] && ! grep -qsF "$s" "$dir"/*.json; then rm -f "$s"; fi
+      done
+    fi
   elif { [ -n "$other" ] && [ -S "$other" ]; } || [ -n "$(find "$file" -mmin -1 2>/dev/null)" ]; then
     # sshd bound our forward before running us, and does not remove it: this connection ends here.
     if [ -n "$sock" ]; then rm -f "$sock"; fi

@@ -217,3 +217,38 @@ test("check: a forwarded socket that vanished ends the connection with exit 7, s
     tmp.remove();
   }
 });
+
+test("taking over its own registration also removes this run's sockets that never registered, and nothing else", async () => {
+  const tmp = tempDir("ocr-script-");
+  const dir = tmp.path;
+  const n = (c: string) => c.repeat(16);
+  const sockPath = (name: string, nonce: string) => path.join(dir, `${name}-${nonce}.sock`);
+  const servers: net.Server[] = [];
+  const listen = async (p: string) => {
+    const srv = net.createServer();
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(p, () => r()));
+  };
+  try {
+    const registered = sockPath("lap", n("a")); // named by our (stale) registration
+    const orphan = sockPath("lap", n("b")); // a connection of ours that died before registering
+    const named = sockPath("lap", n("c")); // named by some other registration: left alone
+    const longer = sockPath("lap-2", n("d")); // another instance's socket: left alone
+    const fresh = sockPath("lap", n("e")); // this connection's own
+    for (const p of [registered, orphan, named, longer, fresh]) await listen(p);
+    writeFileSync(path.join(dir, "lap.json"), reg("lap", "me", "old", { socket: registered }));
+    writeFileSync(path.join(dir, "weird.json"), reg("weird", "other", "w", { socket: named }));
+    const s = runScript({ dir, name: "lap", id: "me", nonce: n("e"), socket: fresh });
+    await waitFor(() => s.lines.includes("ready"), { what: "ready" });
+    assert.ok(!existsSync(registered), "the socket our old registration named is removed");
+    assert.ok(!existsSync(orphan), "our connection's orphaned socket is removed");
+    assert.ok(existsSync(named), "a socket another registration names stays");
+    assert.ok(existsSync(longer), "another name's socket stays");
+    assert.ok(existsSync(fresh), "our own socket stays");
+    s.child.stdin.end();
+    await s.exited;
+  } finally {
+    for (const srv of servers) srv.close();
+    tmp.remove();
+  }
+});

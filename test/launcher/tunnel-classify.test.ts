@@ -38,13 +38,12 @@ test("backoff: 0.5 s first, doubling with ±20% jitter, capped at 30 s", () => {
 test("with no network on this machine the tunnel retries every second instead of backing off; the relay's refusals still back off", async () => {
   const run = async (stderrLine: string) => {
     const delays: number[] = [];
-    let tunnel: Tunnel | undefined;
     const sleep: Sleep = async (ms) => {
       delays.push(ms);
-      if (delays.length >= 6) void tunnel?.close();
+      if (delays.length >= 6) void tunnel.close();
     };
     // A real process standing in for ssh that fails the way ssh does.
-    tunnel = new Tunnel({
+    const tunnel: Tunnel = new Tunnel({
       sshCommand: ["sh", "-c", `echo '${stderrLine}' >&2; exit 255`, "ssh"],
       registryDir: "/tmp/unused",
       forward: "tcp",
@@ -54,7 +53,7 @@ test("with no network on this machine the tunnel retries every second instead of
       random: () => 0.5,
     });
     tunnel.start();
-    await waitFor(() => tunnel!.state === "closed", { what: "six attempts" });
+    await waitFor(() => tunnel.state === "closed", { what: "six attempts" });
     return delays;
   };
   assert.deepEqual(await run("ssh: connect to host 10.0.0.1 port 22: Network is unreachable"), [1000, 1000, 1000, 1000, 1000, 1000]);

@@ -67,8 +67,13 @@ export function opencodeEnv(root: string, extra: NodeJS.ProcessEnv = {}): NodeJS
     XDG_STATE_HOME: path.join(root, "xdg-state"),
     XDG_CACHE_HOME: path.join(root, "xdg-cache"),
     OPENCODE_DISABLE_AUTOUPDATE: "1",
-    // Keep opencode off the network as far as it allows (it still looks up the npm registry at start).
+    // Keep opencode off the network as far as it allows: no models.dev fetch, and its install of
+    // @opencode-ai/plugin into the config directory asks a closed loopback port instead of the npm
+    // registry (opencode works without it). As root, `npm test` also runs everything in a network
+    // namespace with only loopback (scripts/test.ts), which catches whatever else it tries.
     OPENCODE_DISABLE_MODELS_FETCH: "1",
+    npm_config_registry: "http://127.0.0.1:9/",
+    NPM_CONFIG_REGISTRY: "http://127.0.0.1:9/",
     ...extra,
   };
 }

@@ -18,9 +18,11 @@ export interface HttpAgents {
  * sharing costs nothing and saves a pair of agents per instance (1000 instances, 1000 pairs).
  */
 export function createHttpAgents(): HttpAgents {
+  // At most 4 idle connections kept per instance (Node's default keeps 256): enough for a send's
+  // parallel calls, and the relay's descriptors stay bounded by the number of instances.
   return {
-    "http:": new http.Agent({ keepAlive: true, maxSockets: 32 }),
-    "https:": new https.Agent({ keepAlive: true, maxSockets: 32 }),
+    "http:": new http.Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 4 }),
+    "https:": new https.Agent({ keepAlive: true, maxSockets: 32, maxFreeSockets: 4 }),
   };
 }
 

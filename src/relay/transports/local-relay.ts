@@ -71,6 +71,8 @@ export class LocalRelayTransport implements Transport {
   readonly #listeners = new Listeners<TransportEvent>();
   #watcher: FSWatcher | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
+  /** Rescans run one at a time: two at once could each replace the watcher and leak one. */
+  #rescanning: Promise<void> = Promise.resolve();
   #closed = false;
 
   constructor(opts: LocalRelayOptions) {
@@ -103,6 +105,11 @@ export class LocalRelayTransport implements Transport {
     });
     const onFile = (p: string) => this.#schedule(path.basename(p));
     watcher.on("add", onFile).on("change", onFile).on("unlink", onFile);
+    // The directory itself removed (a wipe): recreate it now, not at the next periodic rescan, since
+    // until it exists sshd cannot bind any launcher's forwarded socket in it.
+    watcher.on("unlinkDir", (p: string) => {
+      if (path.resolve(p) === this.#dir) void this.rescan().catch((err: unknown) => this.#log.error("registry rescan failed", { err }));
+    });
     watcher.on("error", (err) => this.#log.warn("registry watcher error", { err }));
     await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
     this.#watcher = watcher;
@@ -126,7 +133,13 @@ export class LocalRelayTransport implements Transport {
   }
 
   /** Re-reads the whole directory: files the watcher missed appear, vanished ones go. */
-  async rescan(): Promise<void> {
+  rescan(): Promise<void> {
+    const run = this.#rescanning.catch(() => {}).then(() => this.#rescanOnce());
+    this.#rescanning = run;
+    return run;
+  }
+
+  async #rescanOnce(): Promise<void> {
     if (this.#closed) return;
     let files: string[];
     try {

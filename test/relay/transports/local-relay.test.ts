@@ -144,6 +144,19 @@ describe("local-relay transport", () => {
     await waitFor(() => transport.list().map((e) => e.name).join() === "b", { what: "the new file in the recreated directory" });
   });
 
+  test("a wiped registry directory is recreated at once, without waiting for the periodic rescan", async () => {
+    // rescanIntervalMs is a minute here: only the watcher noticing the removal can bring it back.
+    for (const round of [1, 2]) {
+      writeFileSync(path.join(dir, `w${round}.json`), registration(`w${round}`));
+      await waitFor(() => transport.list().length === 1, { what: "load" });
+      rmSync(dir, { recursive: true });
+      await waitFor(() => existsSync(dir), { timeoutMs: 5_000, what: `the directory recreated (wipe ${round})` });
+      await waitFor(() => transport.list().length === 0, { what: "the wiped registration gone" });
+    }
+    writeFileSync(path.join(dir, "after.json"), registration("after"));
+    await waitFor(() => transport.list().map((e) => e.name).join() === "after", { what: "a file in the recreated directory" });
+  });
+
   test("refuses a registry directory that is a symlink", async () => {
     const real = path.join(tmp.path, "real");
     mkdirSync(real);
