@@ -32,7 +32,8 @@
  *     `send` on the same session every 20 ms until one succeeds. A fresh launcher per drop, so each
  *     reconnects after its first backoff step (0.5 s); repeated drops within 60 s back off longer.
  *  9. Half-open: the relay side of a fourth launcher's connection is frozen (SIGSTOP on sshd's session
- *     processes and what they run; the listener still accepts), so only ssh's keepalive notices. Freeze →
+ *     processes and what they run; the listener still accepts), so only the launcher notices: its checks go
+ *     unanswered for 30 s (CHECK_DEAD_MS), or ssh's keepalive gives up (about a minute). Freeze →
  *     a send succeeds; sends start once the registration carries a new nonce (before that there is
  *     nothing to reach, and a send to the frozen tunnel would only wait for the relay's health timeout).
  *
@@ -66,6 +67,7 @@ import { waitFor } from "../test/support/wait.js";
 import { NetnsUnavailableError } from "../test/chaos/netns.js";
 import { printReport, runChaos } from "../test/chaos/run.js";
 import { rerunOffline } from "./offline.js";
+import { CHECK_DEAD_MS } from "../src/launcher/tunnel.js";
 
 const DISCOVERY_RUNS = 3;
 const ROUND_TRIPS = 20;
@@ -609,7 +611,7 @@ async function measureScale(size: number, root: string, oc: OpencodeInstance, si
 
 const LAUNCHER_MAIN = path.join(PACKAGE_ROOT, "dist", "src", "launcher", "main.js");
 const LAUNCHER_RUNS = 3;
-/** The launcher's ssh keepalive (src/launcher/tunnel.ts): what bounds half-open detection. */
+/** The launcher's ssh keepalive (src/launcher/tunnel.ts): the outer bound of half-open detection. */
 const SERVER_ALIVE_INTERVAL_MS = 15_000;
 /** ssh's dead-peer detection (ServerAliveInterval 15 s, ServerAliveCountMax 3) plus a reconnect, with room. */
 const HALF_OPEN_LIMIT_MS = 120_000;
@@ -955,7 +957,7 @@ async function measureLauncher(base: string, model: ModelServer): Promise<Launch
     let halfOpen: RecoverySample;
     try {
       await waitFor(() => readReg(l.regFile)?.version, { timeoutMs: 60_000, what: `${l.name} to register` });
-      progressLine("9. half-open tunnel: the relay's side frozen (ssh's keepalive takes about a minute)");
+      progressLine("9. half-open tunnel: the relay's side frozen (the launcher's unanswered checks take 30 s)");
       const freeze = () => {
         // Only the per-connection processes and what they run: the listener keeps accepting.
         const listener = sshd.listenerPid();
@@ -1163,7 +1165,7 @@ async function main(): Promise<void> {
   const h = launcher.halfOpen;
   out(
     `- half-open ${h.name} (${h.frozen} sshd processes SIGSTOPped): ${recovery(h)}; sends started at the new registration;` +
-      ` ssh gave up after ${(h.tunnelDown / SERVER_ALIVE_INTERVAL_MS).toFixed(1)} × its ServerAliveInterval (15 s, ServerAliveCountMax 3)`,
+      ` the launcher gave up on the connection after ${ms(h.tunnelDown)} (${(h.tunnelDown / CHECK_DEAD_MS).toFixed(2)} × its 30 s check deadline; ssh's ServerAlive would take ${(4 * SERVER_ALIVE_INTERVAL_MS) / 1000} s)`,
   );
   for (const left of launcher.leftovers) out(`- LEFT BEHIND: ${left}`);
   for (const n of notes) out(`- note: ${n}`);

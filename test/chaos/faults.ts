@@ -369,7 +369,13 @@ export async function runFault(world: World, fault: Fault, opts: { settleMs?: nu
     };
     leakedFds = await settledCount(excess, 0, opts.settleMs ?? 15_000);
   }
-  const stale = staleRegistryFiles(world);
+  // Sockets left by killed connections are the relay's to sweep (a few seconds after the removal).
+  let stale = staleRegistryFiles(world);
+  try {
+    await waitFor(() => (stale = staleRegistryFiles(world)).length === 0, { timeoutMs: opts.settleMs ?? 15_000, intervalMs: 250, what: "stray registry files to go" });
+  } catch {
+    /* reported */
+  }
 
   const others = [...drivers.entries()].filter(([i]) => i !== target.index).map(([, d]) => d);
   const othersFailed = fault.relayWide ? 0 : others.reduce((n, d) => n + d.records.filter((r) => !r.ok).length, 0);

@@ -40,7 +40,7 @@ export interface TurnOptions {
   signal?: AbortSignal;
   onDelta?: (delta: string) => void;
   logger?: Logger;
-  /** Bound on subscribing and on each reconnect attempt. */
+  /** Bound on subscribing, submitting and each reconnect attempt. Default CONNECT_TIMEOUT_MS. */
   connectTimeoutMs?: number;
   /** A subscription the caller opened early (in parallel with its own lookups); the turn closes it. */
   feed?: EventFeed;
@@ -50,6 +50,14 @@ export interface TurnOptions {
    */
   currentClient?: () => OpencodeClient | undefined;
 }
+
+/**
+ * How long subscribing to an instance's events or submitting a prompt may take. A dead tunnel is usually
+ * known before a send (the health monitor marks it offline and send refuses at once), so this only has
+ * to catch one that dies at that very moment; a live machine under load (the chaos suite's 20 instances
+ * on two cores) can take well over 10 s to answer and must not be given up on.
+ */
+export const CONNECT_TIMEOUT_MS = 30_000;
 
 /** Separator between consecutive text parts, in the streamed deltas and in the final reply alike. */
 export const PART_SEPARATOR = "\n\n";
@@ -274,7 +282,7 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
   const { sessionID } = opts;
   let client = opts.client;
   const deadline = Date.now() + opts.timeoutMs;
-  const connectTimeout = opts.connectTimeoutMs ?? 10_000;
+  const connectTimeout = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const tracker = new TurnTracker(sessionID, opts.onDelta);
   let feed = opts.feed ?? openEventFeed(client, opts.signal);
   feed.setHandler((ev) => tracker.handle(ev));

@@ -4,6 +4,7 @@
  * anything but a regular file it read itself and that has not changed since.
  */
 import { constants, promises as fs, type Stats } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { RegistrationSchema, describeZodError, nameProblem, type Registration } from "../../shared/registration.js";
 
@@ -158,4 +159,50 @@ export async function removeSocketInDir(dir: string, socketPath: string): Promis
   } catch {
     return false;
   }
+}
+
+/** A tunnel socket's file name as launchers make it: `<name up to 40 chars>-<16 hex nonce>.sock`. */
+const TUNNEL_SOCKET = /^[^/]{1,40}-[0-9a-f]{16}\.sock$/;
+
+/** Whether anything listens on a Unix socket: "dead" only when the connect is refused. */
+function probeSocket(socketPath: string, timeoutMs: number): Promise<"live" | "dead" | "unknown"> {
+  return new Promise((resolve) => {
+    const sock = net.connect(socketPath);
+    const done = (r: "live" | "dead" | "unknown") => {
+      sock.destroy();
+      resolve(r);
+    };
+    sock.setTimeout(timeoutMs, () => done("unknown"));
+    sock.once("connect", () => done("live"));
+    sock.once("error", (err: NodeJS.ErrnoException) => done(err.code === "ECONNREFUSED" ? "dead" : "unknown"));
+  });
+}
+
+/**
+ * Removes tunnel sockets in the registry that no registration names and nothing listens on: left by
+ * connections that died before their relay script could clean up (sshd does not remove the sockets it
+ * bound). Only files named like a launcher's socket, owned by a trusted writer, older than `minAgeMs`,
+ * and refusing connections; a live one (a launcher still waiting for its opencode) is never touched.
+ * Returns the paths removed.
+ */
+export async function sweepDeadSockets(dir: string, inUse: ReadonlySet<string>, opts: { minAgeMs: number; probeTimeoutMs: number }): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return [];
+  }
+  const dirUid = (await fs.lstat(dir).catch(() => undefined))?.uid;
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!TUNNEL_SOCKET.test(name)) continue;
+    const full = path.join(dir, name);
+    if (inUse.has(full)) continue;
+    const st = await fs.lstat(full).catch(() => undefined);
+    if (!st?.isSocket() || Date.now() - st.mtimeMs < opts.minAgeMs) continue;
+    if (uid !== undefined && st.uid !== uid && st.uid !== dirUid) continue;
+    if ((await probeSocket(full, opts.probeTimeoutMs)) !== "dead") continue;
+    if (await removeSocketInDir(dir, full)) removed.push(full);
+  }
+  return removed;
 }

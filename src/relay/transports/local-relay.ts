@@ -19,6 +19,7 @@ import {
   removeSocketInDir,
   sameVersion,
   socketProblem,
+  sweepDeadSockets,
   type FileVersion,
 } from "../registry/registry-dir.js";
 import { Listeners, type InstanceEndpoint, type Transport, type TransportEvent } from "./transport.js";
@@ -40,6 +41,8 @@ interface Entry {
 }
 
 export const LOCAL_RELAY = "local-relay";
+/** A socket must be this old before a sweep may remove it (and a sweep follows a removal this late). */
+const SWEEP_MIN_AGE_MS = 5_000;
 
 export function endpointFromRegistration(reg: Registration, transport = LOCAL_RELAY): InstanceEndpoint {
   const endpoint: InstanceEndpoint = {
@@ -71,6 +74,7 @@ export class LocalRelayTransport implements Transport {
   readonly #listeners = new Listeners<TransportEvent>();
   #watcher: FSWatcher | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
   /** Rescans run one at a time: two at once could each replace the watcher and leak one. */
   #rescanning: Promise<void> = Promise.resolve();
   #closed = false;
@@ -118,6 +122,7 @@ export class LocalRelayTransport implements Transport {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    if (this.#sweepTimer) clearTimeout(this.#sweepTimer);
     for (const t of this.#settle.values()) clearTimeout(t);
     this.#settle.clear();
     await this.#watcher?.close();
@@ -156,6 +161,25 @@ export class LocalRelayTransport implements Transport {
     const present = new Set(files.filter((f) => nameFromFile(f) !== undefined));
     const all = new Set([...present, ...this.#entries.keys()]);
     await Promise.all([...all].map((f) => this.#schedule(f)));
+    await this.sweepSockets();
+  }
+
+  /** Removes dead tunnel sockets no registration names (see sweepDeadSockets). */
+  async sweepSockets(): Promise<void> {
+    if (this.#closed) return;
+    const inUse = new Set([...this.#entries.values()].flatMap((e) => (e.socket ? [path.resolve(e.socket)] : [])));
+    const removed = await sweepDeadSockets(this.#dir, inUse, { minAgeMs: SWEEP_MIN_AGE_MS, probeTimeoutMs: 1_000 });
+    for (const p of removed) this.#log.info("removed a dead tunnel socket that no registration uses", { socket: p });
+  }
+
+  /** A registration went away: its connection may have left a socket behind. Look a little later. */
+  #sweepSoon(): void {
+    if (this.#sweepTimer || this.#closed) return;
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweepTimer = undefined;
+      void this.sweepSockets().catch((err: unknown) => this.#log.warn("socket sweep failed", { err }));
+    }, SWEEP_MIN_AGE_MS);
+    this.#sweepTimer.unref();
   }
 
   /**
@@ -230,6 +254,7 @@ export class LocalRelayTransport implements Transport {
     if (!entry) return;
     this.#entries.delete(file);
     this.#log.info(why, { instance: entry.endpoint.name });
+    if (entry.socket) this.#sweepSoon();
     this.#listeners.emit({ type: "remove", key: entry.endpoint.key });
   }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chownSync, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -155,6 +155,42 @@ describe("local-relay transport", () => {
     }
     writeFileSync(path.join(dir, "after.json"), registration("after"));
     await waitFor(() => transport.list().map((e) => e.name).join() === "after", { what: "a file in the recreated directory" });
+  });
+
+  test("dead tunnel sockets that no registration names are swept; live, named, young or foreign-named ones stay", async () => {
+    const servers: net.Server[] = [];
+    const listen = async (p: string) => {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise<void>((r) => srv.listen(p, () => r()));
+    };
+    /** A socket file nothing listens on, as sshd leaves one: a hard link outlives the closed server. */
+    const dead = async (p: string) => {
+      const live = path.join(tmp.path, `live-${path.basename(p)}`);
+      await listen(live);
+      linkSync(live, p);
+      await new Promise<void>((r) => servers.pop()!.close(() => r()));
+    };
+    const old = (p: string) => utimesSync(p, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const hex = (c: string) => c.repeat(16);
+    try {
+      const orphan = path.join(dir, `lap-${hex("a")}.sock`);
+      const named = path.join(dir, `desk-${hex("b")}.sock`);
+      const young = path.join(dir, `lap-${hex("c")}.sock`);
+      const other = path.join(dir, "something.sock");
+      const alive = path.join(dir, `lap-${hex("d")}.sock`);
+      for (const p of [orphan, named, young, other]) await dead(p);
+      await listen(alive);
+      for (const p of [orphan, named, other, alive]) old(p);
+      writeFileSync(path.join(dir, "desk.json"), registration("desk", { port: undefined, socket: named }));
+      await waitFor(() => transport.list().length === 1, { what: "desk loaded" });
+      await transport.rescan();
+      assert.ok(!existsSync(orphan), "a dead, unnamed, old tunnel socket is removed");
+      assert.match(log, /removed a dead tunnel socket/);
+      for (const p of [named, young, other, alive]) assert.ok(existsSync(p), `${path.basename(p)} stays`);
+    } finally {
+      for (const srv of servers) srv.close();
+    }
   });
 
   test("refuses a registry directory that is a symlink", async () => {
