@@ -193,16 +193,35 @@ export async function sweepDeadSockets(dir: string, inUse: ReadonlySet<string>, 
     return [];
   }
   const dirUid = (await fs.lstat(dir).catch(() => undefined))?.uid;
+  // Also every socket a file on disk names now, loaded or not yet (a registration being written this
+  // moment, or one we refused): never remove what a registration points at.
+  const named = new Set(inUse);
+  await Promise.all(
+    names.filter((n) => nameFromFile(n) !== undefined).map(async (n) => {
+      const r = await readRegistration(dir, n);
+      if (r.ok && r.registration.socket) named.add(path.resolve(r.registration.socket));
+      else if (!r.ok) {
+        // Unreadable or invalid: look for a socket field anyway, to stay on the safe side.
+        // Only a small regular file: never a FIFO (would block) or a symlink (leads elsewhere).
+        const st = await fs.lstat(path.join(dir, n)).catch(() => undefined);
+        const text = st?.isFile() && st.size <= MAX_REGISTRATION_BYTES ? await fs.readFile(path.join(dir, n), "utf8").catch(() => "") : "";
+        for (const m of text.matchAll(/"socket"\s*:\s*"([^"]+)"/g)) named.add(path.resolve(m[1]!));
+      }
+    }),
+  );
   const removed: string[] = [];
-  for (const name of names) {
-    if (!TUNNEL_SOCKET.test(name)) continue;
-    const full = path.join(dir, name);
-    if (inUse.has(full)) continue;
-    const st = await fs.lstat(full).catch(() => undefined);
-    if (!st?.isSocket() || Date.now() - st.mtimeMs < opts.minAgeMs) continue;
-    if (uid !== undefined && st.uid !== uid && st.uid !== dirUid) continue;
-    if ((await probeSocket(full, opts.probeTimeoutMs)) !== "dead") continue;
-    if (await removeSocketInDir(dir, full)) removed.push(full);
-  }
+  // Probed side by side: one socket that hangs must not delay the others.
+  await Promise.all(
+    names.map(async (name) => {
+      if (!TUNNEL_SOCKET.test(name)) return;
+      const full = path.join(dir, name);
+      if (named.has(full)) return;
+      const st = await fs.lstat(full).catch(() => undefined);
+      if (!st?.isSocket() || Date.now() - st.mtimeMs < opts.minAgeMs) return;
+      if (uid !== undefined && st.uid !== uid && st.uid !== dirUid) return;
+      if ((await probeSocket(full, opts.probeTimeoutMs)) !== "dead") return;
+      if (await removeSocketInDir(dir, full)) removed.push(full);
+    }),
+  );
   return removed;
 }

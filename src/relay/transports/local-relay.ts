@@ -75,6 +75,8 @@ export class LocalRelayTransport implements Transport {
   #watcher: FSWatcher | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
+  #sweeping = false;
+  #sweepAgain = false;
   /** Rescans run one at a time: two at once could each replace the watcher and leak one. */
   #rescanning: Promise<void> = Promise.resolve();
   #closed = false;
@@ -112,7 +114,14 @@ export class LocalRelayTransport implements Transport {
     // The directory itself removed (a wipe): recreate it now, not at the next periodic rescan, since
     // until it exists sshd cannot bind any launcher's forwarded socket in it.
     watcher.on("unlinkDir", (p: string) => {
-      if (path.resolve(p) === this.#dir) void this.rescan().catch((err: unknown) => this.#log.error("registry rescan failed", { err }));
+      if (path.resolve(p) !== this.#dir || this.#closed) return;
+      // Recreate it at once (sshd binds launchers' sockets in it), then watch the new directory and
+      // rescan, in turn with any rescan already running.
+      this.#log.warn("registry directory removed; recreating it", { dir: this.#dir });
+      void ensureRegistryDir(this.#dir)
+        .catch((err: unknown) => this.#log.error("cannot recreate the registry directory", { err }))
+        .then(() => this.rescan({ rewatch: true }))
+        .catch((err: unknown) => this.#log.error("registry rescan failed", { err }));
     });
     watcher.on("error", (err) => this.#log.warn("registry watcher error", { err }));
     await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
@@ -138,16 +147,18 @@ export class LocalRelayTransport implements Transport {
   }
 
   /** Re-reads the whole directory: files the watcher missed appear, vanished ones go. */
-  rescan(): Promise<void> {
-    const run = this.#rescanning.catch(() => {}).then(() => this.#rescanOnce());
+  rescan(opts: { rewatch?: boolean } = {}): Promise<void> {
+    const run = this.#rescanning.catch(() => {}).then(() => this.#rescanOnce(opts.rewatch ?? false));
     this.#rescanning = run;
     return run;
   }
 
-  async #rescanOnce(): Promise<void> {
+  async #rescanOnce(rewatch: boolean): Promise<void> {
     if (this.#closed) return;
     let files: string[];
     try {
+      // A watcher on a removed directory sees nothing of the new one.
+      if (rewatch) await this.#startWatcher();
       files = await fs.readdir(this.#dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
@@ -161,15 +172,26 @@ export class LocalRelayTransport implements Transport {
     const present = new Set(files.filter((f) => nameFromFile(f) !== undefined));
     const all = new Set([...present, ...this.#entries.keys()]);
     await Promise.all([...all].map((f) => this.#schedule(f)));
-    await this.sweepSockets();
+    // Not awaited: probing sockets must never hold up the next rescan.
+    void this.sweepSockets().catch((err: unknown) => this.#log.warn("socket sweep failed", { err }));
   }
 
   /** Removes dead tunnel sockets no registration names (see sweepDeadSockets). */
   async sweepSockets(): Promise<void> {
     if (this.#closed) return;
-    const inUse = new Set([...this.#entries.values()].flatMap((e) => (e.socket ? [path.resolve(e.socket)] : [])));
-    const removed = await sweepDeadSockets(this.#dir, inUse, { minAgeMs: SWEEP_MIN_AGE_MS, probeTimeoutMs: 1_000 });
-    for (const p of removed) this.#log.info("removed a dead tunnel socket that no registration uses", { socket: p });
+    // One sweep at a time; a request during one is served by another right after it.
+    if (this.#sweeping) return void (this.#sweepAgain = true);
+    this.#sweeping = true;
+    try {
+      do {
+        this.#sweepAgain = false;
+        const inUse = new Set([...this.#entries.values()].flatMap((e) => (e.socket ? [path.resolve(e.socket)] : [])));
+        const removed = await sweepDeadSockets(this.#dir, inUse, { minAgeMs: SWEEP_MIN_AGE_MS, probeTimeoutMs: 1_000 });
+        for (const p of removed) this.#log.info("removed a dead tunnel socket that no registration uses", { socket: p });
+      } while (this.#sweepAgain && !this.#closed);
+    } finally {
+      this.#sweeping = false;
+    }
   }
 
   /** A registration went away: its connection may have left a socket behind. Look a little later. */

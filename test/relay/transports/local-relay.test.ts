@@ -184,10 +184,11 @@ describe("local-relay transport", () => {
       for (const p of [orphan, named, other, alive]) old(p);
       writeFileSync(path.join(dir, "desk.json"), registration("desk", { port: undefined, socket: named }));
       await waitFor(() => transport.list().length === 1, { what: "desk loaded" });
-      await transport.rescan();
-      assert.ok(!existsSync(orphan), "a dead, unnamed, old tunnel socket is removed");
+      await transport.rescan(); // sweeps, without holding up the rescan
+      await waitFor(() => !existsSync(orphan), { what: "the dead, unnamed, old tunnel socket to be removed" });
+      await transport.sweepSockets(); // once more, to be sure nothing else goes
       assert.match(log, /removed a dead tunnel socket/);
-      for (const p of [named, young, other, alive]) assert.ok(existsSync(p), `${path.basename(p)} stays`);
+      for (const p of [named, young, other, alive]) assert.ok(existsSync(p), `${path.basename(p)} stays\n${log}`);
     } finally {
       for (const srv of servers) srv.close();
     }
