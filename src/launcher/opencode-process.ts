@@ -2,7 +2,7 @@
  * The opencode child: the TUI in the user's terminal (stdio inherited, untouched) or `opencode serve`,
  * always with `--port` so its HTTP API is up, and a readiness wait on that API with a deadline.
  */
-import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { spawn as nodeSpawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { existsSync } from "node:fs";
 
 /**
@@ -10,7 +10,14 @@ import { existsSync } from "node:fs";
  * ends with the launcher even when the launcher is killed outright (kill -9, OOM killer) and cannot clean
  * up; an orphaned opencode would keep its port and leak. setpriv execs opencode, so the pid is the same.
  */
-const SETPRIV = process.platform === "linux" ? ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) : undefined;
+let setpriv: string | null | undefined;
+/** setpriv's path if it has --pdeathsig (util-linux 2.33+; older ones would refuse the option), else null. */
+function setprivPath(): string | null {
+  if (setpriv !== undefined) return setpriv;
+  const found = process.platform === "linux" ? ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) : undefined;
+  setpriv = found && (spawnSync(found, ["--help"], { encoding: "utf8", timeout: 2_000 }).stdout ?? "").includes("--pdeathsig") ? found : null;
+  return setpriv;
+}
 
 export interface OpencodeChild {
   child: ChildProcess;
@@ -31,7 +38,8 @@ export function spawnOpencode(opts: {
   const args = opts.serve
     ? ["serve", "--port", String(opts.port), "--hostname", "127.0.0.1", ...opts.args]
     : ["--port", String(opts.port), "--hostname", "127.0.0.1", ...opts.args];
-  const [cmd, argv] = opts.pdeathsig !== false && SETPRIV ? [SETPRIV, ["--pdeathsig", "TERM", "--", opts.bin, ...args]] : [opts.bin, args];
+  const wrapper = opts.pdeathsig !== false ? setprivPath() : null;
+  const [cmd, argv] = wrapper ? [wrapper, ["--pdeathsig", "TERM", "--", opts.bin, ...args]] : [opts.bin, args];
   const child = (opts.spawn ?? nodeSpawn)(cmd, argv, { stdio: opts.serve ? ["ignore", "ignore", "ignore"] : "inherit", env: opts.env, cwd: opts.cwd });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once("error", () => resolve({ code: 127, signal: null }));

@@ -35,13 +35,6 @@ if [ -f "$file" ]; then
     # Our own earlier connection, killed before its cleanup could run: its socket is ours to remove.
     # Only a plain file name directly in the registry: in case patterns * also matches / and ..
     case "$other" in "$dir"/*/*|*/../*) ;; "$dir"/*.sock) [ "$other" != "$sock" ] && rm -f "$other" ;; esac
-    # Sockets of this run's connections that died before they registered (sshd never removes them),
-    # unless some registration names them.
-    if [ -n "$sock" ]; then
-      for s in "\${sock%-*}"-????????????????.sock; do
-        if [ "$s" != "$sock" ] && [ -S "$s" ] && ! grep -qsF "$s" "$dir"/*.json; then rm -f "$s"; fi
-      done
-    fi
   elif { [ -n "$other" ] && [ -S "$other" ]; } || [ -n "$(find "$file" -mmin -1 2>/dev/null)" ]; then
     # sshd bound our forward before running us, and does not remove it: this connection ends here.
     if [ -n "$sock" ]; then rm -f "$sock"; fi
@@ -71,10 +64,20 @@ while IFS= read -r line; do
       if [ -n "$last" ]; then
         cur=
         # Never read a symlink, FIFO or device someone put in our place: only a regular file.
-        if [ -f "$file" ] && [ ! -h "$file" ]; then IFS= read -r cur < "$file" 2>/dev/null || :; fi
+        if [ -f "$file" ] && [ ! -h "$file" ]; then { IFS= read -r cur < "$file"; } 2>/dev/null || :; fi
         case $cur in
           *"\\"nonce\\":\\"$nonce\\""*) ;;
-          *) mkdir -p "$dir" 2>/dev/null; write "$last" || { echo "error: cannot rewrite $file"; exit 7; }; echo restored ;;
+          *)
+            # Another launcher of this account that holds the name now (it registered after ours was
+            # wiped or pruned: a regular file of ours, another id, its socket live or written within the
+            # minute) keeps it: this connection yields, as a newcomer would get "taken". Anything else
+            # (garbage, a symlink, another user's file, nothing) is replaced by our registration.
+            oid=$(printf "%s" "$cur" | sed -n "s/.*\\"id\\":\\"\\([^\\"]*\\)\\".*/\\1/p")
+            osock=$(printf "%s" "$cur" | sed -n "s/.*\\"socket\\":\\"\\([^\\"]*\\)\\".*/\\1/p")
+            if [ -n "$oid" ] && [ "$oid" != "$id" ] && [ -O "$file" ] && { { [ -n "$osock" ] && [ -S "$osock" ]; } || [ -n "$(find "$file" -mmin -1 2>/dev/null)" ]; }; then
+              echo taken; exit 4
+            fi
+            mkdir -p "$dir" 2>/dev/null; write "$last" || { echo "error: cannot rewrite $file"; exit 7; }; echo restored ;;
         esac
       fi
       echo alive ;;

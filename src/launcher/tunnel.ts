@@ -250,7 +250,7 @@ export class Tunnel extends EventEmitter {
         } else if (line === "restored") {
           this.#log.warn("the registration on the relay was missing or not ours: rewritten", { name: this.name });
           this.emit("registered", this.#registration);
-        } else if (line.startsWith("error: ") && this.#child === child && this.#state === "up") {
+        } else if ((line.startsWith("error: ") || line === "taken") && this.#child === child && this.#state === "up") {
           // The relay script gave up (its socket is gone: registry wiped). ssh would linger while the
           // relay holds forwarded connections open; this connection is useless, so end it now.
           this.#log.warn("the relay script ended the connection", { detail: line.slice("error: ".length) });

@@ -35,6 +35,8 @@ export interface Fault {
    * interrupted, not lost.
    */
   killsAgent?: boolean;
+  /** The fault kills opencode-mcp, which its client restarts once. */
+  restartsRelay?: boolean;
   /** Injects the fault and resolves when it is over (link back up, process killed, file replaced). */
   inject(ctx: FaultContext): Promise<void>;
   /** How long after the fault ends the instance may take to work again before the run fails. */
@@ -179,6 +181,7 @@ export const FAULTS: Fault[] = [
     name: "kill -9 opencode-mcp",
     target: 1,
     relayWide: true,
+    restartsRelay: true,
     recoverWithinMs: 30_000,
     async inject({ world }) {
       const pid = world.mcp.pid;
@@ -310,7 +313,13 @@ export async function runFault(world: World, fault: Fault, opts: { settleMs?: nu
   const tag = `f${opts.runId ?? FAULTS.indexOf(fault) + 1}`;
   const drivers = new Map(world.laptops.map((l) => [l.index, new TurnDriver(world.mcp, l.name, `${tag}x${l.index}`)]));
   for (const d of drivers.values()) d.start();
-  await waitFor(() => [...drivers.values()].every((d) => d.okCount() >= 1), { timeoutMs: 60_000, what: "a first turn on every instance" });
+  try {
+    await waitFor(() => [...drivers.values()].every((d) => d.okCount() >= 1), { timeoutMs: 60_000, what: "a first turn on every instance" });
+  } catch (err) {
+    for (const d of drivers.values()) await d.stop();
+    return { ...emptyResult(fault, target), problems: [`not started: ${(err as Error).message}`] };
+  }
+  const restartsBefore = world.mcp.restarts;
 
   // Watch the relay's view of the target while the fault runs.
   let detectAt: number | undefined;
@@ -319,7 +328,7 @@ export async function runFault(world: World, fault: Fault, opts: { settleMs?: nu
   const watcher = (async () => {
     while (watching) {
       const i = await world.instance(target.name);
-      if (detectAt === undefined && i?.status !== "online" && Date.now() >= injectedAt) detectAt = Date.now();
+      if (detectAt === undefined && i !== undefined && (i === "missing" || i.status !== "online")) detectAt = Date.now();
       await hold(200);
     }
   })();
@@ -356,6 +365,8 @@ export async function runFault(world: World, fault: Fault, opts: { settleMs?: nu
     if (c.readError) problems.push(`read ${l.name}: ${c.readError}`);
   }
   if (fault.verify) problems.push(...(await fault.verify(ctx)));
+  const restarts = world.mcp.restarts - restartsBefore;
+  if (restarts !== (fault.restartsRelay ? 1 : 0)) problems.push(`opencode-mcp was restarted ${restarts} time(s) during this fault (expected ${fault.restartsRelay ? 1 : 0})`);
 
   // Leaks: the process count returns to the baseline, the relay's descriptors too (same process only).
   const procsAfter = await settledCount(() => processCount(world), procsBefore, opts.settleMs ?? 15_000);

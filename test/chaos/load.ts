@@ -83,6 +83,7 @@ async function settle(read: () => number, target: number, timeoutMs: number): Pr
 export async function runLoad(world: World, log: (l: string) => void): Promise<LoadResult> {
   const problems: string[] = [];
   const mcpPid = world.mcp.pid;
+  const restartsBefore = world.mcp.restarts;
   await world.waitOnline(world.laptops.map((l) => l.name), 60_000);
   const procsBefore = processCount(world);
   const fdsBefore = relayFds(world);
@@ -163,6 +164,7 @@ export async function runLoad(world: World, log: (l: string) => void): Promise<L
     /* reported below */
   }
 
+  if (world.mcp.restarts !== restartsBefore) problems.push(`opencode-mcp died and was restarted ${world.mcp.restarts - restartsBefore} time(s) during the load run`);
   for (const [i, r] of rounds.entries()) if (r.failures.length) problems.push(`round ${i + 1}: ${r.failures.length} send(s) failed: ${r.failures.slice(0, 3).join(" | ")}`);
   if (duplicated) problems.push(`${duplicated} turn(s) produced more than once`);
   if (leakedProcs) problems.push(`${leakedProcs} process(es) more than before the load`);

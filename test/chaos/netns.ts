@@ -134,8 +134,15 @@ export class Network {
     const dev = `ol${process.pid % 100000}x${index}`;
     const relayDev = `or${process.pid % 100000}x${index}`;
     ip(["link", "add", relayDev, "type", "veth", "peer", "name", dev]);
-    ip(["link", "set", relayDev, "netns", this.relay]);
-    ip(["link", "set", dev, "netns", ns]);
+    try {
+      ip(["link", "set", relayDev, "netns", this.relay]);
+      ip(["link", "set", dev, "netns", ns]);
+    } catch (err) {
+      // Still in our own namespace (perhaps the host's): deleting the namespaces would not remove it.
+      spawnSync("ip", ["link", "del", relayDev]);
+      spawnSync("ip", ["link", "del", dev]);
+      throw err;
+    }
     const link: LaptopLink = { index, ns, dev, relayDev, laptopIp: `10.201.${index}.2`, relayIp: `10.201.${index}.1` };
     ip(["-n", this.relay, "addr", "add", `${link.relayIp}/24`, "dev", relayDev]);
     ip(["-n", this.relay, "link", "set", relayDev, "up"]);

@@ -7,7 +7,8 @@
  *
  *   node dist/test/chaos/run.js [--only SUBSTRING]... [--no-load] [--json FILE] [--keep]
  */
-import { writeFileSync } from "node:fs";
+import { realpathSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { FAULTS, runFault, type FaultResult } from "./faults.js";
 import { runLoad, type LoadResult, loadTable } from "./load.js";
 import { NetnsUnavailableError } from "./netns.js";
@@ -35,6 +36,7 @@ export async function runChaos(opts: ChaosOptions = {}): Promise<ChaosReport> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const started = Date.now();
   const faults = FAULTS.filter((f) => !opts.only?.length || opts.only.some((o) => f.name.includes(o)));
+  if (opts.only?.length && faults.length === 0) throw new Error(`--only ${opts.only.join(", ")} matches no fault; faults: ${FAULTS.map((f) => f.name).join("; ")}`);
   const world = await World.create({ laptops: 2 });
   log(`chaos: relay and 2 laptops up in ${((Date.now() - started) / 1000).toFixed(1)} s (${world.root})`);
   const results: FaultResult[] = [];
@@ -127,4 +129,5 @@ async function main(): Promise<void> {
   process.exit(report.passed ? 0 : 1);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+// Run only as the entry point (the bench imports this module). Node resolves the main module's real path.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) await main();

@@ -213,15 +213,18 @@ export class World {
     const net = Network.create(opts.laptops);
     const root = mkdtempSync(path.join(os.tmpdir(), "ocr-chaos-"));
     let sshd: Sshd | undefined;
+    let world: World | undefined;
     try {
       const registry = path.join(root, "registry");
       sshd = await startSshd({ netns: net.relay, listenAddress: "0.0.0.0", port: 2222, clientAddresses: net.laptops.map((l) => l.relayIp) });
       const mcp = new McpLink(net.relay, { RELAY_REGISTRY_DIR: registry, LOG_LEVEL: "info", ...opts.relayEnv }, path.join(root, "opencode-mcp.log"));
-      const world = new World(net, root, registry, sshd, mcp);
+      world = new World(net, root, registry, sshd, mcp);
       await mcp.connect();
       for (const link of net.laptops) await world.#addLaptop(link);
       return world;
     } catch (err) {
+      // Stop supervisors and the relay client first, or they would keep restarting into a gone namespace.
+      if (world) await world.close({ keep: true }).catch(() => {});
       await sshd?.close().catch(() => {});
       net.destroy();
       rmSync(root, { recursive: true, force: true });
@@ -263,11 +266,15 @@ export class World {
     return launcher;
   }
 
-  /** The relay's view of one instance: its `instances` entry, or undefined when not listed. */
-  async instance(name: string): Promise<{ status: string; problem?: string } | undefined> {
+  /**
+   * The relay's view of one instance: its `instances` entry, "missing" when not listed, or undefined
+   * when the relay could not be asked (restarting, overloaded): no view at all is not a view of it.
+   */
+  async instance(name: string): Promise<{ status: string; problem?: string } | "missing" | undefined> {
     const r = await this.mcp.call("instances", {}, 10_000);
-    const list = (r.structured?.instances ?? []) as Array<{ name: string; status: string; problem?: string }>;
-    return list.find((i) => i.name === name);
+    if (!r.ok || !r.structured) return undefined;
+    const list = (r.structured.instances ?? []) as Array<{ name: string; status: string; problem?: string }>;
+    return list.find((i) => i.name === name) ?? "missing";
   }
 
   async waitOnline(names: string[], timeoutMs: number): Promise<void> {
@@ -286,6 +293,7 @@ export class World {
     for (const l of this.laptops) await Promise.all(l.launchers.map((x) => x.stop()));
     await this.mcp.close();
     for (const m of this.#models) await stopChild(m, 3_000);
+    this.#models.length = 0;
     await this.sshd.close().catch(() => {});
     this.net.destroy();
     if (!opts.keep) rmSync(this.root, { recursive: true, force: true });

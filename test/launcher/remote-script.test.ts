@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, lstatSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, lstatSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -172,7 +172,9 @@ test("check: a replaced, symlinked or removed registration is rewritten from the
     assert.equal(count("restored"), 1);
     assert.equal(JSON.parse(readFileSync(file, "utf8")).nonce, "n1");
 
+    // Another user's file under our name (the relay would refuse it anyway): ours goes back.
     writeFileSync(file, reg("lap", "someone-else", "other"));
+    chownSync(file, 65534, 65534);
     await check();
     assert.equal(count("restored"), 2);
     assert.equal(JSON.parse(readFileSync(file, "utf8")).nonce, "n1");
@@ -218,37 +220,25 @@ test("check: a forwarded socket that vanished ends the connection with exit 7, s
   }
 });
 
-test("taking over its own registration also removes this run's sockets that never registered, and nothing else", async () => {
+test("check: a registration another launcher of this account made after ours was wiped keeps the name; this connection yields (taken)", async () => {
   const tmp = tempDir("ocr-script-");
   const dir = tmp.path;
-  const n = (c: string) => c.repeat(16);
-  const sockPath = (name: string, nonce: string) => path.join(dir, `${name}-${nonce}.sock`);
-  const servers: net.Server[] = [];
-  const listen = async (p: string) => {
-    const srv = net.createServer();
-    servers.push(srv);
-    await new Promise<void>((r) => srv.listen(p, () => r()));
-  };
+  const file = path.join(dir, "lap.json");
+  const theirs = path.join(dir, `lap-${"b".repeat(16)}.sock`);
+  const server = net.createServer();
   try {
-    const registered = sockPath("lap", n("a")); // named by our (stale) registration
-    const orphan = sockPath("lap", n("b")); // a connection of ours that died before registering
-    const named = sockPath("lap", n("c")); // named by some other registration: left alone
-    const longer = sockPath("lap-2", n("d")); // another instance's socket: left alone
-    const fresh = sockPath("lap", n("e")); // this connection's own
-    for (const p of [registered, orphan, named, longer, fresh]) await listen(p);
-    writeFileSync(path.join(dir, "lap.json"), reg("lap", "me", "old", { socket: registered }));
-    writeFileSync(path.join(dir, "weird.json"), reg("weird", "other", "w", { socket: named }));
-    const s = runScript({ dir, name: "lap", id: "me", nonce: n("e"), socket: fresh });
+    await new Promise<void>((r) => server.listen(theirs, () => r()));
+    const s = runScript({ dir, name: "lap", id: "me", nonce: "n1" });
     await waitFor(() => s.lines.includes("ready"), { what: "ready" });
-    assert.ok(!existsSync(registered), "the socket our old registration named is removed");
-    assert.ok(!existsSync(orphan), "our connection's orphaned socket is removed");
-    assert.ok(existsSync(named), "a socket another registration names stays");
-    assert.ok(existsSync(longer), "another name's socket stays");
-    assert.ok(existsSync(fresh), "our own socket stays");
-    s.child.stdin.end();
-    await s.exited;
+    s.child.stdin.write(`${reg("lap", "me", "n1")}\n`);
+    await waitFor(() => s.lines.includes("ok"), { what: "ok" });
+    writeFileSync(file, reg("lap", "other-run", "n2", { socket: theirs }));
+    s.child.stdin.write("check\n");
+    assert.equal(await s.exited, 4);
+    assert.ok(s.lines.includes("taken"));
+    assert.equal(JSON.parse(readFileSync(file, "utf8")).id, "other-run", "the other launcher's registration is left alone");
   } finally {
-    for (const srv of servers) srv.close();
+    server.close();
     tmp.remove();
   }
 });

@@ -39,15 +39,19 @@ const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
  * Creates the directory (0700) if it is missing. Refuses a directory that is a symlink or that another
  * user owns: whoever owns it decides which coding agents we would drive.
  */
-export async function ensureRegistryDir(dir: string): Promise<void> {
+export async function ensureRegistryDir(dir: string, owner?: { uid: number; gid: number }): Promise<{ uid: number; gid: number }> {
   if (!path.isAbsolute(dir)) throw new RegistryDirError(`RELAY_REGISTRY_DIR must be an absolute path, got "${dir}"`);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const created = (await fs.mkdir(dir, { recursive: true, mode: 0o700 })) !== undefined;
+  // Recreated by a root relay after a wipe: give it back to the account that owned it (the one the
+  // tunnels log in as), or sshd could no longer bind their sockets in it.
+  if (created && owner && uid === 0 && owner.uid !== 0) await fs.chown(dir, owner.uid, owner.gid);
   const st = await fs.lstat(dir);
   if (st.isSymbolicLink()) throw new RegistryDirError(`registry directory ${dir} is a symlink; point RELAY_REGISTRY_DIR at a real directory`);
   if (!st.isDirectory()) throw new RegistryDirError(`registry path ${dir} is not a directory`);
   if (uid !== undefined && uid !== 0 && st.uid !== uid) {
     throw new RegistryDirError(`registry directory ${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}); remove it or set RELAY_REGISTRY_DIR to a directory you own`);
   }
+  return { uid: st.uid, gid: st.gid };
 }
 
 export type ReadResult =
@@ -85,7 +89,7 @@ export async function readRegistration(dir: string, file: string): Promise<ReadR
     // Trusted writers: this user, and the registry directory's owner (a root relay serving tunnels that
     // log in as another account). Anyone else's file could route our calls into their own socket.
     if (uid !== undefined && st.uid !== uid) {
-      const dirUid = (await fs.lstat(dir)).uid;
+      const dirUid = (await fs.lstat(dir).catch(() => undefined))?.uid;
       if (st.uid !== dirUid) {
         return { ok: false, problem: `belongs to uid ${st.uid}, neither this user (uid ${uid}) nor the registry directory's owner (uid ${dirUid})`, transient: false, version };
       }

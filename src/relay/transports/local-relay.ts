@@ -6,7 +6,7 @@
  * slow periodic rescan (DISCOVERY_INTERVAL_MS) only repairs what a watcher can miss, such as the whole
  * directory being wiped and recreated.
  */
-import { promises as fs } from "node:fs";
+import { existsSync, promises as fs, watch as fsWatch, type FSWatcher as FSWatcherNode } from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import { silentLogger, type Logger } from "../../shared/logger.js";
@@ -75,7 +75,11 @@ export class LocalRelayTransport implements Transport {
   #watcher: FSWatcher | undefined;
   #rescanTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
-  #sweeping = false;
+  #sweepRun: Promise<void> | undefined;
+  #selfWatch: FSWatcherNode | undefined;
+  #recreating = false;
+  /** Who owned the registry directory at start: a recreated one gets the same owner. */
+  #owner: { uid: number; gid: number } | undefined;
   #sweepAgain = false;
   /** Rescans run one at a time: two at once could each replace the watcher and leak one. */
   #rescanning: Promise<void> = Promise.resolve();
@@ -92,7 +96,7 @@ export class LocalRelayTransport implements Transport {
   }
 
   async start(): Promise<void> {
-    await ensureRegistryDir(this.#dir);
+    this.#owner = await ensureRegistryDir(this.#dir);
     await this.#startWatcher();
     await this.rescan();
     this.#rescanTimer = setInterval(() => void this.rescan().catch((err) => this.#log.error("registry rescan failed", { err })), this.#opts.rescanIntervalMs);
@@ -114,18 +118,45 @@ export class LocalRelayTransport implements Transport {
     // The directory itself removed (a wipe): recreate it now, not at the next periodic rescan, since
     // until it exists sshd cannot bind any launcher's forwarded socket in it.
     watcher.on("unlinkDir", (p: string) => {
-      if (path.resolve(p) !== this.#dir || this.#closed) return;
-      // Recreate it at once (sshd binds launchers' sockets in it), then watch the new directory and
-      // rescan, in turn with any rescan already running.
-      this.#log.warn("registry directory removed; recreating it", { dir: this.#dir });
-      void ensureRegistryDir(this.#dir)
-        .catch((err: unknown) => this.#log.error("cannot recreate the registry directory", { err }))
-        .then(() => this.rescan({ rewatch: true }))
-        .catch((err: unknown) => this.#log.error("registry rescan failed", { err }));
+      if (path.resolve(p) === this.#dir) this.#onDirGone();
     });
     watcher.on("error", (err) => this.#log.warn("registry watcher error", { err }));
     await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+    if (this.#closed) {
+      await watcher.close(); // closed while it started: it must not outlive us
+      return;
+    }
     this.#watcher = watcher;
+    // chokidar reports the directory's own removal only when it held files; inotify on the directory
+    // itself (fs.watch: "rename") tells in every case.
+    this.#selfWatch?.close();
+    try {
+      const self = fsWatch(this.#dir, { persistent: false });
+      self.on("change", (event) => {
+        if (event === "rename" && !existsSync(this.#dir)) this.#onDirGone();
+      });
+      self.on("error", () => self.close());
+      this.#selfWatch = self;
+    } catch (err) {
+      this.#log.warn("cannot watch the registry directory itself", { err });
+    }
+  }
+
+  /**
+   * The directory itself is gone (wiped): recreate it at once — until it exists sshd cannot bind any
+   * launcher's forwarded socket in it — then watch the new one and rescan, after any rescan running.
+   */
+  #onDirGone(): void {
+    if (this.#closed || this.#recreating) return;
+    this.#recreating = true;
+    this.#log.warn("registry directory removed; recreating it", { dir: this.#dir });
+    void ensureRegistryDir(this.#dir, this.#owner)
+      .catch((err: unknown) => this.#log.error("cannot recreate the registry directory", { err }))
+      .then(() => {
+        this.#recreating = false;
+        return this.rescan({ rewatch: true });
+      })
+      .catch((err: unknown) => this.#log.error("registry rescan failed", { err }));
   }
 
   async close(): Promise<void> {
@@ -134,6 +165,9 @@ export class LocalRelayTransport implements Transport {
     if (this.#sweepTimer) clearTimeout(this.#sweepTimer);
     for (const t of this.#settle.values()) clearTimeout(t);
     this.#settle.clear();
+    await this.#rescanning.catch(() => {}); // a rescan may be replacing the watcher
+    await this.#sweepRun?.catch(() => {});
+    this.#selfWatch?.close();
     await this.#watcher?.close();
     await Promise.allSettled(this.#pending.values());
   }
@@ -165,7 +199,7 @@ export class LocalRelayTransport implements Transport {
       // The directory was wiped (tmp cleaners, reboots): recreate it and watch the new one, so
       // launchers that re-register land somewhere we look.
       this.#log.warn("registry directory disappeared; recreating it", { dir: this.#dir });
-      await ensureRegistryDir(this.#dir);
+      await ensureRegistryDir(this.#dir, this.#owner);
       await this.#startWatcher();
       files = await fs.readdir(this.#dir);
     }
@@ -177,21 +211,28 @@ export class LocalRelayTransport implements Transport {
   }
 
   /** Removes dead tunnel sockets no registration names (see sweepDeadSockets). */
-  async sweepSockets(): Promise<void> {
-    if (this.#closed) return;
-    // One sweep at a time; a request during one is served by another right after it.
-    if (this.#sweeping) return void (this.#sweepAgain = true);
-    this.#sweeping = true;
-    try {
-      do {
-        this.#sweepAgain = false;
-        const inUse = new Set([...this.#entries.values()].flatMap((e) => (e.socket ? [path.resolve(e.socket)] : [])));
-        const removed = await sweepDeadSockets(this.#dir, inUse, { minAgeMs: SWEEP_MIN_AGE_MS, probeTimeoutMs: 1_000 });
-        for (const p of removed) this.#log.info("removed a dead tunnel socket that no registration uses", { socket: p });
-      } while (this.#sweepAgain && !this.#closed);
-    } finally {
-      this.#sweeping = false;
+  sweepSockets(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    // One sweep at a time; a request during one is served by another pass right after it, and the
+    // promise returned covers that pass too.
+    if (this.#sweepRun) {
+      this.#sweepAgain = true;
+      return this.#sweepRun;
     }
+    const run = (async () => {
+      try {
+        do {
+          this.#sweepAgain = false;
+          const inUse = new Set([...this.#entries.values()].flatMap((e) => (e.socket ? [path.resolve(e.socket)] : [])));
+          const removed = await sweepDeadSockets(this.#dir, inUse, { minAgeMs: SWEEP_MIN_AGE_MS, probeTimeoutMs: 1_000 });
+          for (const p of removed) this.#log.info("removed a dead tunnel socket that no registration uses", { socket: p });
+        } while (this.#sweepAgain && !this.#closed);
+      } finally {
+        this.#sweepRun = undefined;
+      }
+    })();
+    this.#sweepRun = run;
+    return run;
   }
 
   /** A registration went away: its connection may have left a socket behind. Look a little later. */

@@ -157,6 +157,23 @@ describe("local-relay transport", () => {
     await waitFor(() => transport.list().map((e) => e.name).join() === "after", { what: "a file in the recreated directory" });
   });
 
+  test("a root relay recreates a wiped registry with the owner it had (the account the tunnels log in as)", async () => {
+    const owned = path.join(tmp.path, "owned");
+    mkdirSync(owned, { mode: 0o700 });
+    chownSync(owned, 4242, 4242);
+    const other = new LocalRelayTransport({ dir: owned, rescanIntervalMs: 60_000 });
+    await other.start();
+    try {
+      rmSync(owned, { recursive: true });
+      await waitFor(() => existsSync(owned), { timeoutMs: 5_000, what: "the directory recreated" });
+      const { statSync } = await import("node:fs");
+      const st = statSync(owned);
+      assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [4242, 4242, 0o700]);
+    } finally {
+      await other.close();
+    }
+  });
+
   test("dead tunnel sockets that no registration names are swept; live, named, young or foreign-named ones stay", async () => {
     const servers: net.Server[] = [];
     const listen = async (p: string) => {
@@ -186,7 +203,7 @@ describe("local-relay transport", () => {
       await waitFor(() => transport.list().length === 1, { what: "desk loaded" });
       await transport.rescan(); // sweeps, without holding up the rescan
       await waitFor(() => !existsSync(orphan), { what: "the dead, unnamed, old tunnel socket to be removed" });
-      await transport.sweepSockets(); // once more, to be sure nothing else goes
+      await transport.sweepSockets(); // waits for the sweep running, plus one more pass
       assert.match(log, /removed a dead tunnel socket/);
       for (const p of [named, young, other, alive]) assert.ok(existsSync(p), `${path.basename(p)} stays\n${log}`);
     } finally {
