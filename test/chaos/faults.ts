@@ -83,6 +83,23 @@ function replaceRegistration(file: string, write: (tmp: string) => void): void {
 
 const NOBODY = 65534;
 
+/** The laptop's link goes down (its packets vanish, connections go half-open) for `ms`, then back. */
+function linkDown(name: string, target: number, ms: number, recoverWithinMs: number): Fault {
+  return {
+    name,
+    target,
+    recoverWithinMs,
+    async inject({ world, target: laptop, hold }) {
+      world.net.linkDown(laptop.index);
+      try {
+        await hold(ms);
+      } finally {
+        world.net.linkUp(laptop.index);
+      }
+    },
+  };
+}
+
 export const FAULTS: Fault[] = [
   {
     // No fault: turns for a few seconds. Shows normal operation, and brings the relay's connection pools
@@ -94,26 +111,8 @@ export const FAULTS: Fault[] = [
       await hold(3_000);
     },
   },
-  {
-    name: "link down 5 s",
-    target: 1,
-    recoverWithinMs: 30_000,
-    async inject({ world, target, hold }) {
-      world.net.linkDown(target.index);
-      await hold(5_000);
-      world.net.linkUp(target.index);
-    },
-  },
-  {
-    name: "link down 90 s (half-open)",
-    target: 2,
-    recoverWithinMs: 60_000,
-    async inject({ world, target, hold }) {
-      world.net.linkDown(target.index);
-      await hold(90_000);
-      world.net.linkUp(target.index);
-    },
-  },
+  linkDown("link down 5 s", 1, 5_000, 30_000),
+  linkDown("link down 90 s (half-open)", 2, 90_000, 60_000),
   {
     name: "lossy link: 20% loss + latency, 20 s",
     target: 1,
