@@ -8,7 +8,8 @@
  * suite makes its own namespaces from in there. Without root the tests share the host's network; the
  * chaos suite then fails, saying that it needs root.
  *
- *   node dist/scripts/test.js [all|unit|chaos] [-- extra arguments for the chaos runner]
+ *   node dist/scripts/test.js [all|unit|chaos] [chaos runner options: --only TEXT, --no-load, --keep, --json FILE]
+ *   (npm run test:chaos -- --only "kill -9" --keep)
  */
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
@@ -28,10 +29,7 @@ function testFiles(dir: string): string[] {
 }
 
 function main(): number {
-  const args = process.argv.slice(2);
-  const dashdash = args.indexOf("--");
-  const which = (dashdash < 0 ? args : args.slice(0, dashdash))[0] ?? "all";
-  const chaosArgs = dashdash < 0 ? [] : args.slice(dashdash + 1);
+  const [which = "all", ...chaosArgs] = process.argv.slice(2);
   if (!["all", "unit", "chaos"].includes(which)) {
     say(`unknown suite "${which}": use all, unit or chaos`);
     return 2;
