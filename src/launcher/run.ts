@@ -97,7 +97,12 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
     startedAt: started,
     updatedAt: "",
   });
-  const saveState = () => state.write(runState()).catch((err: unknown) => log.warn("cannot write run state", { err }));
+  // Writes go one after another (an older snapshot never lands last), and none after the state is
+  // removed on the way out: a tunnel closing during cleanup would otherwise write it back.
+  let stateRemoved = false;
+  let stateWrites: Promise<unknown> = Promise.resolve();
+  const saveState = () =>
+    (stateWrites = stateWrites.then(() => (stateRemoved ? undefined : state.write(runState()).catch((err: unknown) => log.warn("cannot write run state", { err })))));
 
   if (config.sshCommand) {
     tunnel = new Tunnel({
@@ -108,6 +113,8 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
       base: { name, hostname: config.hostname, localPort: port, cwd: config.cwd, auth, id, pid: process.pid },
       logger: log,
     });
+    const t = tunnel;
+    cleanups.push(() => t.close()); // also ends an attempt a signal interrupts
     let first: AttemptResult | undefined;
     for (let n = 1; n <= MAX_NAME_TRIES; n++) {
       first = await tunnel.attempt();
@@ -125,8 +132,6 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
       io.say(`opencode-connected: no free name found after ${MAX_NAME_TRIES} tries; set INSTANCE_NAME`);
       return 1;
     }
-    const t = tunnel;
-    cleanups.push(() => t.close());
     t.on("state", () => void saveState());
     if (first!.ok) io.say(`opencode-connected: "${name}" is connected to the relay (${config.forward} forward). Log: ${config.logFile}`);
     else io.say(`opencode-connected: the relay is not reachable yet (${first!.message}); starting OpenCode, retrying in the background. Log: ${config.logFile}`);
@@ -149,7 +154,11 @@ export async function runLauncher(config: LauncherConfig, io: RunIo): Promise<nu
     }
     io.say(`opencode-connected: "${name}" registered locally in ${config.registryDir} (no RELAY_SSH_CMD). Log: ${config.logFile}`);
   }
-  cleanups.push(() => state.remove(id));
+  cleanups.push(async () => {
+    stateRemoved = true;
+    await stateWrites;
+    await state.remove(id);
+  });
   await saveState();
 
   // opencode itself, with its API on `port`, retried on a fresh port if another process took ours.

@@ -175,6 +175,9 @@ describe("opencode-connected end to end", { timeout: 600_000 }, () => {
     const code = await l.exited;
     assert.equal(code, 128 + 15, "exits with opencode's status (killed by SIGTERM)");
     await assertNothingLeft(pids, "term-me");
+    // Nor a run-state file that would make `status` show a dead run (nor its temp files).
+    const runs = path.join(ws.root, "xdg-state", "opencode-relay", "runs");
+    assert.deepEqual(existsSync(runs) ? readdirSync(runs) : [], [], "no run state left");
   });
 
   test("SIGTERM while the tunnel is still connecting also cleans up and exits with the signal's status", async () => {
