@@ -19,7 +19,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import type { Registration } from "../shared/registration.js";
+import { tunnelSocketFile, type Registration } from "../shared/registration.js";
 import { backoffDelay, sleep as defaultSleep, type BackoffPolicy, type Sleep } from "../shared/retry.js";
 import { silentLogger, type Logger } from "../shared/logger.js";
 import { REMOTE_EXIT, remoteCommand } from "./remote-script.js";
@@ -188,7 +188,7 @@ export class Tunnel extends EventEmitter {
     const nonce = randomBytes(8).toString("hex");
     const { registryDir, forward, localPort } = this.#opts;
     const name = this.#opts.base.name;
-    const socket = forward === "socket" ? path.posix.join(registryDir, `${name.slice(0, 40)}-${nonce}.sock`) : undefined;
+    const socket = forward === "socket" ? path.posix.join(registryDir, tunnelSocketFile(name, nonce)) : undefined;
     if (socket && socket.length > MAX_SOCKET_PATH) {
       return { ok: false, fatal: true, message: `the socket path ${socket} is longer than Unix sockets allow: use a shorter RELAY_REGISTRY_DIR or RELAY_FORWARD=tcp` };
     }

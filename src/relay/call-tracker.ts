@@ -30,9 +30,6 @@ export class CallTracker {
     return this.#inFlight;
   }
 
-  get draining(): boolean {
-    return this.#draining;
-  }
 
   /** The transport to connect an McpServer to; `inner` stays the one to feed (e.g. handleRequest). */
   wrap(inner: Transport): Transport {

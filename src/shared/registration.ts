@@ -73,3 +73,12 @@ export type Registration = z.infer<typeof RegistrationSchema>;
 export function describeZodError(err: z.ZodError): string {
   return err.issues.map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ");
 }
+
+/**
+ * A tunnel's Unix socket in the registry: `<first 40 characters of the name>-<16 hex nonce>.sock` (the
+ * launcher makes it, the relay's sweep and a hardened relay's forced command recognise it).
+ */
+export function tunnelSocketFile(name: string, nonce: string): string {
+  return `${name.slice(0, 40)}-${nonce}.sock`;
+}
+export const TUNNEL_SOCKET_FILE = /^[^/]{1,40}-[0-9a-f]{16}\.sock$/;

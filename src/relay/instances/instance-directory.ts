@@ -6,7 +6,7 @@
 import { silentLogger, type Logger } from "../../shared/logger.js";
 import { HealthMonitor, type InstanceHealth } from "../health/health-monitor.js";
 import { classifyFailure, createInstanceClient, describeFailure, type OpencodeClient } from "../opencode/client.js";
-import { createHttpAgents } from "../opencode/http-fetch.js";
+import { createHttpAgents, type HttpAgents } from "../opencode/http-fetch.js";
 import type { InstanceEndpoint, Transport, TransportEvent } from "../transports/transport.js";
 import { listWords, matchName } from "./resolve-name.js";
 
@@ -39,12 +39,15 @@ export class InstanceDirectory {
   readonly #unsubscribe: Array<() => void> = [];
   readonly health: HealthMonitor;
   #started = false;
+  /** The keep-alive pools of the clients we build (none when clients are injected). */
+  readonly #agents: HttpAgents | undefined;
 
   constructor(opts: InstanceDirectoryOptions) {
     this.#transports = opts.transports;
     this.#log = opts.logger ?? silentLogger;
     this.#now = opts.now ?? (() => new Date());
-    const agents = createHttpAgents();
+    const agents = opts.createClient ? undefined : createHttpAgents();
+    this.#agents = agents;
     this.#createClient = opts.createClient ?? ((endpoint) => createInstanceClient(endpoint, agents));
     this.health = new HealthMonitor({
       ...opts.health,
@@ -74,6 +77,9 @@ export class InstanceDirectory {
     await this.health.close();
     await Promise.allSettled(this.#transports.map((t) => t.close()));
     this.#clients.clear();
+    // Idle keep-alive connections to instances go with us.
+    this.#agents?.["http:"].destroy();
+    this.#agents?.["https:"].destroy();
   }
 
   #onTransportEvent(e: TransportEvent): void {

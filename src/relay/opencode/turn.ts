@@ -312,8 +312,7 @@ export async function runTurn(opts: TurnOptions): Promise<TurnOutcome> {
       const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining)));
       const what = await Promise.race([tracker.finished, feed.ended.then(() => "ended" as const), timeout, aborted]);
       clearTimeout(timer);
-      if (what === "timeout" || what === "cancelled") break;
-      if (what !== "ended") break;
+      if (what !== "ended") break; // finished, timed out or cancelled
       // The stream dropped mid-turn (tunnel blip, instance restart). Reconnect, then ask whether the
       // turn ended while we were away; deltas we missed come back through reconcile() at the end.
       log.warn("event stream dropped during a turn; reconnecting", { session: sessionID });

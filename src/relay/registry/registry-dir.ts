@@ -6,7 +6,7 @@
 import { constants, promises as fs, type Stats } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { RegistrationSchema, describeZodError, nameProblem, type Registration } from "../../shared/registration.js";
+import { RegistrationSchema, TUNNEL_SOCKET_FILE, describeZodError, nameProblem, type Registration } from "../../shared/registration.js";
 
 /** A registration is a few hundred bytes; anything far larger is not one. */
 export const MAX_REGISTRATION_BYTES = 64 * 1024;
@@ -165,9 +165,6 @@ export async function removeSocketInDir(dir: string, socketPath: string): Promis
   }
 }
 
-/** A tunnel socket's file name as launchers make it: `<name up to 40 chars>-<16 hex nonce>.sock`. */
-const TUNNEL_SOCKET = /^[^/]{1,40}-[0-9a-f]{16}\.sock$/;
-
 /** Whether anything listens on a Unix socket: "dead" only when the connect is refused. */
 function probeSocket(socketPath: string, timeoutMs: number): Promise<"live" | "dead" | "unknown"> {
   return new Promise((resolve) => {
@@ -197,9 +194,22 @@ export async function sweepDeadSockets(dir: string, inUse: ReadonlySet<string>, 
     return [];
   }
   const dirUid = (await fs.lstat(dir).catch(() => undefined))?.uid;
-  // Also every socket a file on disk names now, loaded or not yet (a registration being written this
+  const candidates = (
+    await Promise.all(
+      names.map(async (name) => {
+        const full = path.join(dir, name);
+        if (!TUNNEL_SOCKET_FILE.test(name) || inUse.has(full)) return undefined;
+        const st = await fs.lstat(full).catch(() => undefined);
+        if (!st?.isSocket() || Date.now() - st.mtimeMs < opts.minAgeMs) return undefined;
+        if (uid !== undefined && st.uid !== uid && st.uid !== dirUid) return undefined;
+        return full;
+      }),
+    )
+  ).filter((c): c is string => c !== undefined);
+  if (candidates.length === 0) return []; // the usual case: no registration file is read
+  // Spare every socket a file on disk names now, loaded or not yet (a registration being written this
   // moment, or one we refused): never remove what a registration points at.
-  const named = new Set(inUse);
+  const named = new Set<string>();
   await Promise.all(
     names.filter((n) => nameFromFile(n) !== undefined).map(async (n) => {
       const r = await readRegistration(dir, n);
@@ -216,14 +226,8 @@ export async function sweepDeadSockets(dir: string, inUse: ReadonlySet<string>, 
   const removed: string[] = [];
   // Probed side by side: one socket that hangs must not delay the others.
   await Promise.all(
-    names.map(async (name) => {
-      if (!TUNNEL_SOCKET.test(name)) return;
-      const full = path.join(dir, name);
-      if (named.has(full)) return;
-      const st = await fs.lstat(full).catch(() => undefined);
-      if (!st?.isSocket() || Date.now() - st.mtimeMs < opts.minAgeMs) return;
-      if (uid !== undefined && st.uid !== uid && st.uid !== dirUid) return;
-      if ((await probeSocket(full, opts.probeTimeoutMs)) !== "dead") return;
+    candidates.map(async (full) => {
+      if (named.has(full) || (await probeSocket(full, opts.probeTimeoutMs)) !== "dead") return;
       if (await removeSocketInDir(dir, full)) removed.push(full);
     }),
   );

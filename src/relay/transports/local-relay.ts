@@ -115,11 +115,6 @@ export class LocalRelayTransport implements Transport {
     });
     const onFile = (p: string) => this.#schedule(path.basename(p));
     watcher.on("add", onFile).on("change", onFile).on("unlink", onFile);
-    // The directory itself removed (a wipe): recreate it now, not at the next periodic rescan, since
-    // until it exists sshd cannot bind any launcher's forwarded socket in it.
-    watcher.on("unlinkDir", (p: string) => {
-      if (path.resolve(p) === this.#dir) this.#onDirGone();
-    });
     watcher.on("error", (err) => this.#log.warn("registry watcher error", { err }));
     await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
     if (this.#closed) {
@@ -127,8 +122,9 @@ export class LocalRelayTransport implements Transport {
       return;
     }
     this.#watcher = watcher;
-    // chokidar reports the directory's own removal only when it held files; inotify on the directory
-    // itself (fs.watch: "rename") tells in every case.
+    // The directory itself removed (a wipe): recreate it now, not at the next periodic rescan, since
+    // until it exists sshd cannot bind any launcher's forwarded socket in it. chokidar reports that only
+    // when the directory held files; inotify on the directory itself (fs.watch: "rename") always does.
     this.#selfWatch?.close();
     try {
       const self = fsWatch(this.#dir, { persistent: false });
