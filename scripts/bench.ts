@@ -51,12 +51,10 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult, Progress } from "@modelcontextprotocol/sdk/types.js";
 import { PACKAGE_ROOT } from "../src/shared/package-info.js";
 import { launcherWorkspace } from "../test/support/launcher-workspace.js";
-import { RELAY_MAIN } from "../test/support/mcp.js";
+import { RELAY_MAIN, startRelay } from "../test/support/mcp.js";
 import { startModelServer, type ModelServer } from "../test/support/model-server.js";
 import { OPENCODE_BIN, startOpencode, type OpencodeInstance } from "../test/support/opencode.js";
 import { alive, descendants } from "../test/support/procs.js";
@@ -191,37 +189,23 @@ interface BenchRelay {
   close(): Promise<void>;
 }
 
-/** Like test/support/mcp.ts, but with the PID (for RSS) and the startup time. */
+/** test/support/mcp.ts's relay client, plus the startup time, raw progress and structured results. */
 async function startBenchRelay(env: Record<string, string>): Promise<BenchRelay> {
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [RELAY_MAIN],
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", LOG_LEVEL: "error", ...env },
-    stderr: "pipe",
-  });
-  let stderr = "";
-  transport.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8_000)));
-  const client = new Client({ name: "relay-bench", version: "1.0.0" });
-  const protocolErrors: Error[] = [];
-  client.onerror = (err) => protocolErrors.push(err);
   const started = performance.now();
-  try {
-    await client.connect(transport);
-  } catch (err) {
-    await transport.close().catch(() => {});
-    throw new Error(`opencode-mcp did not start: ${(err as Error).message}\n${stderr}`);
-  }
+  const r = await startRelay({ LOG_LEVEL: "error", ...env });
   const startMs = performance.now() - started;
-  const pid = transport.pid;
-  if (pid === null) throw new Error("opencode-mcp has no PID after starting");
   let closing: Promise<void> | undefined;
-  const relay: BenchRelay = {
+  const close = () => (closing ??= r.close());
+  cleanups.push(close);
+  const pid = r.pid;
+  if (pid === null) throw new Error("opencode-mcp has no PID after starting");
+  return {
     pid,
     startMs,
-    protocolErrors,
-    stderrTail: () => stderr,
+    protocolErrors: r.protocolErrors,
+    stderrTail: () => r.stderr().slice(-8_000),
     async call(name, args = {}, onProgress) {
-      const result = (await client.callTool(
+      const result = (await r.client.callTool(
         { name, arguments: args },
         undefined,
         onProgress ? { onprogress: onProgress, resetTimeoutOnProgress: true, timeout: 120_000 } : { timeout: 120_000 },
@@ -229,10 +213,8 @@ async function startBenchRelay(env: Record<string, string>): Promise<BenchRelay>
       const text = result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n");
       return { isError: result.isError === true, text, structured: result.structuredContent };
     },
-    close: () => (closing ??= client.close()),
+    close,
   };
-  cleanups.push(() => relay.close());
-  return relay;
 }
 
 interface ListedInstance {

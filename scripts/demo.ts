@@ -11,6 +11,7 @@ import { startModelServer, type ModelServer } from "../test/support/model-server
 import { startOpencode, type OpencodeInstance } from "../test/support/opencode.js";
 import { tempDir } from "../test/support/temp.js";
 import { waitFor } from "../test/support/wait.js";
+import { rerunOffline } from "./offline.js";
 
 const out = (s = "") => process.stdout.write(`${s}\n`);
 const step = (s: string) => out(`\n\x1b[1m▶ ${s}\x1b[0m`);
@@ -26,10 +27,14 @@ async function main(): Promise<void> {
   try {
     step("Starting a scripted model server and two real opencode instances (opencode serve)");
     model = await startModelServer();
-    instances = await Promise.all([
+    const launched = await Promise.allSettled([
       startOpencode({ modelUrl: model.url, project: "webshop", password: "demo-password" }),
       startOpencode({ modelUrl: model.url, project: "infra" }),
     ]);
+    // Whatever started is stopped in finally, even if the other one failed.
+    instances = launched.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+    const failed = launched.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
     const names = ["laptop-webshop", "desktop-infra"];
     instances.forEach((oc, i) => {
       const name = names[i]!;
@@ -81,6 +86,10 @@ async function main(): Promise<void> {
     tmp.remove();
   }
 }
+
+// As root, in a network namespace with only loopback: opencode cannot reach beyond 127.0.0.1.
+const offline = rerunOffline((l) => process.stderr.write(`demo: ${l}\n`));
+if (offline !== undefined) process.exit(offline);
 
 main().catch((err: unknown) => {
   process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -5,11 +5,11 @@
  * `read`), failed turns on the instances the fault should not touch, and processes, relay file descriptors
  * and registry files left behind.
  */
-import { chmodSync, chownSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { waitFor } from "../support/wait.js";
-import { processCount, relayFds } from "./leaks.js";
+import { processCount, relayFds, settledCount, staleRegistryFiles } from "./leaks.js";
 import { pidsIn } from "./netns.js";
 import { checkLedger, TurnDriver } from "./turns.js";
 import { tryKill, type Laptop, type World } from "./world.js";
@@ -243,9 +243,9 @@ export const FAULTS: Fault[] = [
         c.destroy();
       });
       await new Promise<void>((r) => server.listen(sock, () => r()));
+      intruder = { server, sock }; // verify() closes it, whatever happens next
       chownSync(sock, NOBODY, NOBODY);
       chmodSync(sock, 0o777);
-      intruder = { server, sock };
       const reg = { name: target.name, hostname: "intruder", cwd: "/", connectedAt: new Date().toISOString(), socket: sock };
       replaceRegistration(registryFile(world, target.name), (tmp) => {
         writeFileSync(tmp, JSON.stringify(reg));
@@ -266,29 +266,6 @@ export const FAULTS: Fault[] = [
 
 let intruder: { server: net.Server; sock: string } | undefined;
 let intruderConnections = 0;
-
-/** What the registry should hold: each instance's registration and (socket forward) its socket. */
-function staleRegistryFiles(world: World): string[] {
-  let entries: string[];
-  try {
-    entries = readdirSync(world.registry);
-  } catch {
-    return [];
-  }
-  const names = new Set(world.laptops.flatMap((l) => l.launchers.map((x) => x.name)));
-  const withSocket = new Set<string>();
-  const stale: string[] = [];
-  for (const e of entries) {
-    if (e.endsWith(".json") && names.has(e.slice(0, -5))) continue;
-    const sock = /^(.+)-[0-9a-f]{16}\.sock$/.exec(e)?.[1];
-    if (sock !== undefined && names.has(sock) && !withSocket.has(sock)) {
-      withSocket.add(sock);
-      continue;
-    }
-    stale.push(e);
-  }
-  return stale;
-}
 
 export async function runFault(world: World, fault: Fault, opts: { settleMs?: number; runId?: number } = {}): Promise<FaultResult> {
   const target = world.laptops.find((l) => l.index === fault.target)!;
@@ -413,21 +390,4 @@ export async function runFault(world: World, fault: Fault, opts: { settleMs?: nu
 
 function emptyResult(fault: Fault, target: Laptop): FaultResult {
   return { name: fault.name, target: target.name, turnsOk: 0, turnsFailed: 0, interrupted: [], othersFailed: 0, lost: [], duplicated: [], leakedProcs: 0, leakedFds: 0, staleFiles: [], problems: [], notes: [], passed: false };
-}
-
-/**
- * A count once it has stopped moving (two equal readings 500 ms apart), or once it is back at `target`;
- * after `timeoutMs`, whatever it is then.
- */
-async function settledCount(read: () => number, target?: number, timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let last = read();
-  for (;;) {
-    if (target !== undefined && last <= target) return last;
-    await hold(500);
-    const now = read();
-    if (target === undefined && now === last) return now;
-    last = now;
-    if (Date.now() >= deadline) return now;
-  }
 }

@@ -80,3 +80,43 @@ export function relayFds(world: World): RelayFds | undefined {
   }
   return { total: fds.length, pooled, stale, other: fds.length - pooled - stale };
 }
+
+/** What the registry should hold: each instance's registration and (socket forward) its socket. */
+export function staleRegistryFiles(world: World): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(world.registry);
+  } catch {
+    return [];
+  }
+  const names = new Set(world.laptops.flatMap((l) => l.launchers.map((x) => x.name)));
+  const withSocket = new Set<string>();
+  const stale: string[] = [];
+  for (const e of entries) {
+    if (e.endsWith(".json") && names.has(e.slice(0, -5))) continue;
+    const sock = /^(.+)-[0-9a-f]{16}\.sock$/.exec(e)?.[1];
+    if (sock !== undefined && names.has(sock) && !withSocket.has(sock)) {
+      withSocket.add(sock);
+      continue;
+    }
+    stale.push(e);
+  }
+  return stale;
+}
+
+/**
+ * A count once it has stopped moving (two equal readings 500 ms apart), or once it is back at `target`;
+ * after `timeoutMs`, whatever it is then.
+ */
+export async function settledCount(read: () => number, target?: number, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = read();
+  for (;;) {
+    if (target !== undefined && last <= target) return last;
+    await new Promise((r) => setTimeout(r, 500));
+    const now = read();
+    if (target === undefined && now === last) return now;
+    last = now;
+    if (Date.now() >= deadline) return now;
+  }
+}

@@ -5,11 +5,11 @@
  * produced each turn once, and afterwards (extra launchers stopped) no process, relay descriptor or
  * registry file is left over.
  */
-import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { waitFor } from "../support/wait.js";
-import { processCount, relayFds } from "./leaks.js";
-import { replyFor } from "./turns.js";
+import { processCount, relayFds, settledCount, staleRegistryFiles } from "./leaks.js";
+import { producedReplies, replyFor } from "./turns.js";
 import type { SupervisedLauncher, World } from "./world.js";
 
 export const LOAD = { instances: 20, parallelSends: 100, churnFiles: 1000, rounds: 2 } as const;
@@ -71,15 +71,6 @@ async function churn(registry: string, total: number, round: number): Promise<nu
   return made;
 }
 
-async function settle(read: () => number, target: number, timeoutMs: number): Promise<number> {
-  try {
-    await waitFor(() => read() <= target, { timeoutMs, intervalMs: 250, what: "settle" });
-  } catch {
-    /* report what it is */
-  }
-  return read();
-}
-
 export async function runLoad(world: World, log: (l: string) => void): Promise<LoadResult> {
   const problems: string[] = [];
   const mcpPid = world.mcp.pid;
@@ -130,12 +121,7 @@ export async function runLoad(world: World, log: (l: string) => void): Promise<L
 
   // The model produced every turn exactly once.
   const produced = new Map<string, number>();
-  for (const l of world.laptops) {
-    for (const line of readFileSync(l.ledgerFile, "utf8").split("\n")) {
-      const m = /^Reply to: turn <(load[^>]+)>$/.exec(line ? (JSON.parse(line) as { reply: string }).reply : "");
-      if (m) produced.set(m[1]!, (produced.get(m[1]!) ?? 0) + 1);
-    }
-  }
+  for (const l of world.laptops) for (const [id, n] of producedReplies(l.ledgerFile, (x) => x.startsWith("load"))) produced.set(id, (produced.get(id) ?? 0) + n);
   const duplicated = [...produced.values()].filter((n) => n > 1).length;
   const missing = ids.filter((id) => !produced.has(id));
   if (missing.length) problems.push(`the model never answered ${missing.length} turn(s): ${missing.slice(0, 5).join(", ")}`);
@@ -143,23 +129,15 @@ export async function runLoad(world: World, log: (l: string) => void): Promise<L
   // Stop the extra launchers (as their users would): everything they started goes with them.
   await Promise.all(extra.map((x) => x.stop()));
   for (const l of world.laptops) l.launchers.splice(0, l.launchers.length, l.main);
-  const leakedProcs = Math.max(0, (await settle(() => processCount(world), procsBefore, 20_000)) - procsBefore);
+  const leakedProcs = Math.max(0, (await settledCount(() => processCount(world), procsBefore, 20_000)) - procsBefore);
   const excessFds = () => {
     const now = relayFds(world);
     return now && fdsBefore ? Math.max(0, now.other - fdsBefore.other) + now.stale : 0;
   };
-  const leakedFds = world.mcp.pid === mcpPid ? await settle(excessFds, 0, 20_000) : 0;
-  const remaining = world.laptops.map((l) => l.name);
-  const stale = () => {
-    try {
-      return readdirSync(world.registry).filter((e) => !remaining.some((n) => e === `${n}.json` || new RegExp(`^${n}-[0-9a-f]{16}\\.sock$`).test(e)));
-    } catch {
-      return [];
-    }
-  };
-  let staleFiles = stale();
+  const leakedFds = world.mcp.pid === mcpPid ? await settledCount(excessFds, 0, 20_000) : 0;
+  let staleFiles = staleRegistryFiles(world);
   try {
-    await waitFor(() => (staleFiles = stale()).length === 0, { timeoutMs: 20_000, what: "the registry to hold only the remaining instances" });
+    await waitFor(() => (staleFiles = staleRegistryFiles(world)).length === 0, { timeoutMs: 20_000, what: "the registry to hold only the remaining instances" });
   } catch {
     /* reported below */
   }

@@ -1,7 +1,7 @@
 /** The chaos report: one row per fault (and the load run), as a fixed-width table on stdout. */
 import type { FaultResult } from "./faults.js";
 
-export const seconds = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`);
+const seconds = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`);
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

@@ -99,8 +99,8 @@ export interface LedgerCheck {
   duplicated: string[];
 }
 
-/** Replies the model produced for this driver's turns (by tag), with how often each was produced. */
-function producedReplies(ledgerFile: string, tag: string): Map<string, number> {
+/** Turn ids the model produced a reply for (those `wanted` accepts), with how often each was produced. */
+export function producedReplies(ledgerFile: string, wanted: (id: string) => boolean): Map<string, number> {
   const counts = new Map<string, number>();
   let text = "";
   try {
@@ -112,7 +112,7 @@ function producedReplies(ledgerFile: string, tag: string): Map<string, number> {
     if (!line.trim()) continue;
     const { reply } = JSON.parse(line) as { reply: string };
     const m = /^Reply to: turn <([^>]+)>$/.exec(reply);
-    if (m && m[1]!.startsWith(`${tag}-`)) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+    if (m && wanted(m[1]!)) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
   }
   return counts;
 }
@@ -129,7 +129,7 @@ function occurrences(haystack: string, needle: string): number {
  * twice (the prompt was submitted twice) or shown twice.
  */
 export async function checkLedger(mcp: McpLink, driver: TurnDriver, ledgerFile: string): Promise<LedgerCheck & { readError?: string }> {
-  const produced = producedReplies(ledgerFile, driver.tag);
+  const produced = producedReplies(ledgerFile, (id) => id.startsWith(`${driver.tag}-`));
   let text = "";
   let readError: string | undefined;
   for (const session of driver.sessions()) {

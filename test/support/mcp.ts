@@ -54,7 +54,12 @@ export async function startRelay(env: Record<string, string>): Promise<RelayClie
   const client = new Client({ name: "relay-test", version: "1.0.0" });
   const protocolErrors: Error[] = [];
   client.onerror = (err) => protocolErrors.push(err);
-  await client.connect(transport);
+  try {
+    await client.connect(transport);
+  } catch (err) {
+    await transport.close().catch(() => {});
+    throw new Error(`opencode-mcp did not start: ${(err as Error).message}\n${stderr}`, { cause: err });
+  }
   return {
     client,
     get pid() {
